@@ -1,0 +1,71 @@
+// Philox 4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
+// SC 2011): a counter-based generator. Output block i is a pure function of
+// (key, counter = i), so any element of a random tensor can be computed
+// independently: by any thread, on any device, in any order.
+//
+// How Tide maps blocks to elements (shared by every backend):
+//   element i of a random fill uses block (offset + i) and its first two words
+//   u0, u1 as one 64-bit value; uniforms take its top 53 bits as a double in
+//   [0, 1); normals use Box-Muller on two such doubles built from (u0,u1) and
+//   (u2,u3). This wastes part of each block but keeps the mapping simple.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define TIDE_HOST_DEVICE __host__ __device__
+#else
+#define TIDE_HOST_DEVICE
+#endif
+
+namespace tide::philox {
+
+struct Block {
+  uint32_t x[4];
+};
+
+TIDE_HOST_DEVICE inline void mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
+  uint64_t p = static_cast<uint64_t>(a) * b;
+  hi = static_cast<uint32_t>(p >> 32);
+  lo = static_cast<uint32_t>(p);
+}
+
+// The 10-round Philox 4x32 bijection of a 128-bit counter under a 64-bit key.
+TIDE_HOST_DEVICE inline Block generate(uint64_t key, uint64_t counter) {
+  constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
+  constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
+  uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32);
+  uint32_t c2 = 0, c3 = 0;
+  uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
+  for (int round = 0; round < 10; ++round) {
+    uint32_t hi0, lo0, hi1, lo1;
+    mulhilo(kMul0, c0, hi0, lo0);
+    mulhilo(kMul1, c2, hi1, lo1);
+    uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
+    c0 = n0, c1 = n1, c2 = n2, c3 = n3;
+    k0 += kWeyl0, k1 += kWeyl1;
+  }
+  return {{c0, c1, c2, c3}};
+}
+
+// A double in [0, 1) from the top 53 bits of (hi, lo).
+TIDE_HOST_DEVICE inline double to_unit(uint32_t hi, uint32_t lo) {
+  uint64_t bits = (static_cast<uint64_t>(hi) << 32) | lo;
+  return static_cast<double>(bits >> 11) * (1.0 / 9007199254740992.0);
+}
+
+TIDE_HOST_DEVICE inline double uniform(uint64_t key, uint64_t counter) {
+  Block b = generate(key, counter);
+  return to_unit(b.x[0], b.x[1]);
+}
+
+// A standard normal by Box-Muller (the cosine branch), with u1 kept away from 0.
+TIDE_HOST_DEVICE inline double normal(uint64_t key, uint64_t counter) {
+  Block b = generate(key, counter);
+  double u1 = 1.0 - to_unit(b.x[0], b.x[1]);  // (0, 1]
+  double u2 = to_unit(b.x[2], b.x[3]);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586476925 * u2);
+}
+
+}  // namespace tide::philox

@@ -1,0 +1,1 @@
+# Installed later by the build-infrastructure work; placeholder keeps configure working.

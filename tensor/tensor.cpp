@@ -1,0 +1,177 @@
+#include "tensor/tensor.h"
+
+#include <limits>
+
+namespace tide {
+
+// ---------------------------------------------------------------------------
+// Storage
+// ---------------------------------------------------------------------------
+
+Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+  // Zero-size tensors still get a distinct, valid (but unused) pointer-free storage.
+  if (nbytes_ > 0) data_ = backend_for(device_).allocate(nbytes_);
+}
+
+Storage::~Storage() {
+  if (data_ != nullptr) backend_for(device_).deallocate(data_, nbytes_);
+}
+
+// ---------------------------------------------------------------------------
+// TensorImpl / Tensor
+// ---------------------------------------------------------------------------
+
+TensorImpl::TensorImpl(std::shared_ptr<Storage> storage, int64_t offset, Shape shape,
+                       Shape strides, DType dtype)
+    : storage(std::move(storage)),
+      offset(offset),
+      shape(shape),
+      strides(strides),
+      dtype(dtype) {}
+
+TensorImpl::~TensorImpl() = default;
+
+int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
+int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
+
+bool Tensor::is_contiguous() const {
+  int64_t expected = 1;
+  for (int i = dim() - 1; i >= 0; --i) {
+    if (shape()[i] != 1 && strides()[i] != expected) return false;
+    expected *= shape()[i];
+  }
+  return true;
+}
+
+void* Tensor::raw_data() const {
+  auto* base = static_cast<char*>(impl_->storage->data());
+  if (base == nullptr) return nullptr;
+  return base + impl_->offset * static_cast<int64_t>(dtype_size(impl_->dtype));
+}
+
+ArrayView Tensor::view() const { return ArrayView{raw_data(), dtype(), shape(), strides()}; }
+
+double Tensor::item() const {
+  TIDE_CHECK(defined(), "item: the tensor is undefined");
+  TIDE_CHECK(numel() == 1, "item: expected a tensor with one element, got {}", describe());
+  char buffer[8];
+  backend_for(device()).copy_to_host(buffer, raw_data(), dtype_size(dtype()));
+  return dispatch_dtype(dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T value;
+    std::memcpy(&value, buffer, sizeof(T));
+    return static_cast<double>(value);
+  });
+}
+
+std::string Tensor::describe() const {
+  if (!defined()) return "undefined";
+  std::string s = fmt::format("{}{}", dtype(), shape());
+  if (!device().is_cpu()) s += fmt::format(" on {}", device());
+  return s;
+}
+
+bool Tensor::requires_grad() const {
+  return impl_->autograd != nullptr && impl_->autograd->requires_grad;
+}
+
+Tensor& Tensor::set_requires_grad(bool requires_grad) {
+  TIDE_CHECK(!requires_grad || is_floating(dtype()),
+             "set_requires_grad: only floating-point tensors can require gradients, got {}",
+             describe());
+  TIDE_CHECK(is_leaf() || requires_grad,
+             "set_requires_grad: cannot turn off requires_grad of a non-leaf tensor {}; use "
+             "detach()",
+             describe());
+  autograd_meta().requires_grad = requires_grad;
+  return *this;
+}
+
+Tensor Tensor::grad() const {
+  return impl_->autograd ? impl_->autograd->grad : Tensor();
+}
+
+void Tensor::set_grad(const Tensor& grad) {
+  if (grad.defined()) {
+    TIDE_CHECK(grad.shape() == shape() && grad.dtype() == dtype(),
+               "set_grad: gradient {} does not match tensor {}", grad.describe(), describe());
+  }
+  autograd_meta().grad = grad;
+}
+
+const std::shared_ptr<Node>& Tensor::grad_fn() const {
+  static const std::shared_ptr<Node> kNone;
+  return impl_->autograd ? impl_->autograd->grad_fn : kNone;
+}
+
+AutogradMeta& Tensor::autograd_meta() {
+  if (!impl_->autograd) impl_->autograd = std::make_unique<AutogradMeta>();
+  return *impl_->autograd;
+}
+
+// ---------------------------------------------------------------------------
+// Creation of raw tensors
+// ---------------------------------------------------------------------------
+
+Tensor empty(const Shape& shape, TensorOptions options) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    TIDE_CHECK(d >= 0, "empty: negative size in shape {}", shape);
+    // Refuse shapes whose element count or byte size overflows int64.
+    TIDE_CHECK(d == 0 || n <= std::numeric_limits<int64_t>::max() / 8 / d,
+               "empty: shape {} has too many elements", shape);
+    n *= d;
+  }
+  auto storage =
+      std::make_shared<Storage>(static_cast<size_t>(n) * dtype_size(options.dtype), options.device);
+  Tensor t(std::make_shared<TensorImpl>(std::move(storage), 0, shape, contiguous_strides(shape),
+                                        options.dtype));
+  if (options.requires_grad) t.set_requires_grad(true);
+  return t;
+}
+
+Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset) {
+  // Bounds check: the lowest and highest element addressed must lie in storage.
+  int64_t lo = offset, hi = offset;
+  bool empty_view = false;
+  for (int i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 0) empty_view = true;
+    int64_t extent = (shape[i] - 1) * strides[i];
+    if (extent > 0) hi += extent; else lo += extent;
+  }
+  int64_t capacity =
+      static_cast<int64_t>(base.storage()->nbytes() / dtype_size(base.dtype()));
+  TIDE_CHECK(empty_view || (lo >= 0 && hi < capacity),
+             "view: shape {} with strides {} at offset {} is out of bounds of a storage of {} "
+             "elements",
+             shape, strides, offset, capacity);
+  return Tensor(std::make_shared<TensorImpl>(base.storage(), offset, shape, strides, base.dtype()));
+}
+
+template <typename T>
+std::vector<T> Tensor::to_vector() const {
+  // Copy element by element through a contiguous host buffer of the tensor's dtype.
+  std::vector<T> out(static_cast<size_t>(numel()));
+  if (numel() == 0) return out;
+  Tensor host = *this;
+  Backend& backend = backend_for(device());
+  // Make a contiguous copy in the same dtype on the device, then move to host.
+  Tensor packed = empty(shape(), {.dtype = dtype(), .device = device()});
+  backend.copy(packed.view(), view());
+  std::vector<char> bytes(static_cast<size_t>(numel()) * dtype_size(dtype()));
+  backend.copy_to_host(bytes.data(), packed.raw_data(), bytes.size());
+  dispatch_dtype(dtype(), [&](auto tag) {
+    using S = decltype(tag);
+    const S* src = reinterpret_cast<const S*>(bytes.data());
+    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<T>(src[i]);
+  });
+  return out;
+}
+
+template std::vector<bool> Tensor::to_vector<bool>() const;
+template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
+template std::vector<float> Tensor::to_vector<float>() const;
+template std::vector<double> Tensor::to_vector<double>() const;
+template std::vector<int> Tensor::to_vector<int>() const;
+
+}  // namespace tide
