@@ -4,6 +4,7 @@
 #include "autograd/autograd.h"
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
+#include "nn/module.h"
 #include "backends/cpu/threads.h"
 #include "tensor/creation.h"
 #include "tensor/print.h"

@@ -33,6 +33,9 @@ std::vector<Tensor> FunctionNode::apply(const Tensor& grad_output) {
   }
   Tensor output;
   if (saved_output_.defined()) {
+    TIDE_CHECK(saved_output_.storage()->version() == saved_output_version_,
+               "backward: the output of '{}' ({}) was modified in place after the op saved it",
+               name(), saved_output_.describe());
     // Re-attach the saved output to this node so that a differentiable
     // backward (create_graph) can propagate through its use of the output.
     output = detach(saved_output_);

@@ -62,13 +62,17 @@ using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad, const T
 class FunctionNode final : public Node {
  public:
   FunctionNode(const char* name, BackwardFn backward, Tensor saved_output)
-      : Node(name), backward_(std::move(backward)), saved_output_(std::move(saved_output)) {}
+      : Node(name),
+        backward_(std::move(backward)),
+        saved_output_(std::move(saved_output)),
+        saved_output_version_(saved_output_.defined() ? saved_output_.storage()->version() : 0) {}
   std::vector<Tensor> apply(const Tensor& grad_output) override;
   void release() override;
 
  private:
   BackwardFn backward_;
   Tensor saved_output_;  // a detached alias of the output, or undefined
+  uint64_t saved_output_version_;
   bool released_ = false;
 };
 

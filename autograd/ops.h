@@ -117,14 +117,18 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);
+// Views of consecutive pieces along dim: of split_size each (the last may be
+// shorter), or of the given sizes (which must sum to the dim's size).
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);
 std::vector<Tensor> split(const Tensor& x, const Dims& sizes, int64_t dim = 0);
+// Pieces of ceil(n / chunks) (PyTorch), so there may be fewer than `chunks`.
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
 Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
 // Elements where mask is true, flattened (masked_select), or x with those
-// elements replaced (masked_fill).
+// elements replaced (masked_fill). The bool mask broadcasts: to x's shape for
+// masked_fill, together with x for masked_select.
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 Tensor masked_select(const Tensor& x, const Tensor& mask);
 
@@ -202,8 +206,9 @@ inline Tensor operator>=(const Tensor& a, double b) { return ge(a, b); }
 
 // ===========================================================================
 // In-place updates (for optimizers and initialisers). They refuse tensors that
-// take part in autograd while grad mode is on, and bump the storage version so
-// that a backward reading an overwritten saved tensor throws.
+// take part in autograd (as destination or source) while grad mode is on, and
+// bump the storage version so that a backward reading an overwritten saved
+// tensor throws.
 // ===========================================================================
 void copy_(const Tensor& dst, const Tensor& src);
 void fill_(const Tensor& dst, double value);

@@ -46,6 +46,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Epilogu
   TIDE_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == weight.size(1),
              "linear: input {} does not match weight {} (expected last dim {})", x.describe(),
              weight.describe(), weight.size(1));
+  TIDE_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)),
+             "linear: bias {} does not match weight {} (expected [{}])", bias.describe(),
+             weight.describe(), weight.size(0));
   // Work on the 2-D view [rows, in]; the fused kernel adds bias and activation.
   Shape out_shape = x.shape();
   out_shape[out_shape.size() - 1] = weight.size(0);

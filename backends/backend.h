@@ -32,6 +32,7 @@ struct ArrayView {
   int rank() const { return shape.size(); }
   int64_t numel() const { return shape.numel(); }
   bool is_contiguous() const {
+    if (numel() == 0) return true;  // nothing to address (PyTorch's convention)
     int64_t expected = 1;
     for (int i = rank() - 1; i >= 0; --i) {
       if (shape[i] != 1 && strides[i] != expected) return false;

@@ -62,10 +62,11 @@ Tensor linspace(double start, double end, int64_t steps, TensorOptions options) 
   TIDE_CHECK(steps >= 0, "linspace: steps must be non-negative, got {}", steps);
   std::vector<double> values(static_cast<size_t>(steps));
   double step = steps > 1 ? (end - start) / static_cast<double>(steps - 1) : 0.0;
-  // Fill from both ends so that the last value is exactly `end` (as NumPy does).
+  // Fill from both ends so that the last value is exactly `end` (as NumPy does);
+  // a single step is just `start`.
   for (int64_t i = 0; i < steps; ++i)
-    values[i] = i < steps / 2 ? start + step * static_cast<double>(i)
-                              : end - step * static_cast<double>(steps - 1 - i);
+    values[i] = i < steps / 2 || steps == 1 ? start + step * static_cast<double>(i)
+                                            : end - step * static_cast<double>(steps - 1 - i);
   return from_doubles(values, {steps}, options);
 }
 
@@ -99,8 +100,14 @@ template Tensor from_vector(const std::vector<double>&, const Shape&, TensorOpti
 // Random tensors
 // ---------------------------------------------------------------------------
 
-static Tensor random_fill(const Shape& shape, Distribution dist, double a, double b,
+static Tensor random_fill(const char* op, const Shape& shape, Distribution dist, double a, double b,
                           Generator& gen, TensorOptions options) {
+  // Checked here, before the generator advances, so a refused call leaves the
+  // stream untouched (and the message names the caller).
+  bool dtype_ok = dist == Distribution::Bernoulli ? true
+                  : dist == Distribution::RandInt ? options.dtype != DType::Bool
+                                                  : is_floating(options.dtype);
+  TIDE_CHECK(dtype_ok, "{}: cannot produce a {} tensor", op, options.dtype);
   bool requires_grad = options.requires_grad;
   options.requires_grad = false;
   Tensor out = empty(shape, options);
@@ -111,29 +118,29 @@ static Tensor random_fill(const Shape& shape, Distribution dist, double a, doubl
 }
 
 Tensor rand(const Shape& shape, Generator& gen, TensorOptions options) {
-  return random_fill(shape, Distribution::Uniform, 0.0, 1.0, gen, options);
+  return random_fill("rand", shape, Distribution::Uniform, 0.0, 1.0, gen, options);
 }
 Tensor randn(const Shape& shape, Generator& gen, TensorOptions options) {
-  return random_fill(shape, Distribution::Normal, 0.0, 1.0, gen, options);
+  return random_fill("randn", shape, Distribution::Normal, 0.0, 1.0, gen, options);
 }
 Tensor uniform(const Shape& shape, double low, double high, Generator& gen,
                TensorOptions options) {
   TIDE_CHECK(low <= high, "uniform: low {} is greater than high {}", low, high);
-  return random_fill(shape, Distribution::Uniform, low, high, gen, options);
+  return random_fill("uniform", shape, Distribution::Uniform, low, high, gen, options);
 }
 Tensor normal(const Shape& shape, double mean, double std, Generator& gen, TensorOptions options) {
   TIDE_CHECK(std >= 0, "normal: std must be non-negative, got {}", std);
-  return random_fill(shape, Distribution::Normal, mean, std, gen, options);
+  return random_fill("normal", shape, Distribution::Normal, mean, std, gen, options);
 }
 Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator& gen,
                TensorOptions options) {
   TIDE_CHECK(low < high, "randint: empty range [{}, {})", low, high);
-  return random_fill(shape, Distribution::RandInt, static_cast<double>(low),
+  return random_fill("randint", shape, Distribution::RandInt, static_cast<double>(low),
                      static_cast<double>(high), gen, options);
 }
 Tensor bernoulli(const Shape& shape, double p, Generator& gen, TensorOptions options) {
   TIDE_CHECK(p >= 0 && p <= 1, "bernoulli: probability {} is outside [0, 1]", p);
-  return random_fill(shape, Distribution::Bernoulli, p, 0.0, gen, options);
+  return random_fill("bernoulli", shape, Distribution::Bernoulli, p, 0.0, gen, options);
 }
 
 Tensor randperm(int64_t n, Generator& gen, TensorOptions options) {

@@ -89,6 +89,8 @@ Tensor unary(UnaryOp op, const Tensor& x, double alpha, double beta) {
   DType dtype = x.dtype();
   bool integer_ok = op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Sign ||
                     op == UnaryOp::Square || op == UnaryOp::Clamp || op == UnaryOp::Relu;
+  TIDE_CHECK(!(x.dtype() == DType::Bool && (op == UnaryOp::Neg || op == UnaryOp::Sign)),
+             "{}: not defined for bool tensors ({}); use logical_not", op_name(op), x.describe());
   if (op == UnaryOp::LogicalNot) {
     dtype = DType::Bool;
   } else if (!is_floating(dtype) && !(integer_ok && dtype == DType::Int64)) {

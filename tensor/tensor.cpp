@@ -35,6 +35,7 @@ int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size"
 int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;  // nothing to address (PyTorch's convention)
   int64_t expected = 1;
   for (int i = dim() - 1; i >= 0; --i) {
     if (shape()[i] != 1 && strides()[i] != expected) return false;
@@ -102,6 +103,19 @@ void Tensor::set_grad(const Tensor& grad) {
 const std::shared_ptr<Node>& Tensor::grad_fn() const {
   static const std::shared_ptr<Node> kNone;
   return impl_->autograd ? impl_->autograd->grad_fn : kNone;
+}
+
+void Tensor::set_data(const Tensor& src) {
+  TIDE_CHECK(src.defined(), "set_data: the source tensor is undefined");
+  TIDE_CHECK(is_leaf(), "set_data: {} is not a leaf tensor", describe());
+  TIDE_CHECK(!requires_grad() || is_floating(src.dtype()),
+             "set_data: a tensor that requires grad cannot take {} data", src.dtype());
+  impl_->storage = src.storage();
+  impl_->offset = src.offset();
+  impl_->shape = src.shape();
+  impl_->strides = src.strides();
+  impl_->dtype = src.dtype();
+  if (impl_->autograd) impl_->autograd->grad = Tensor();  // a stale gradient would mismatch
 }
 
 AutogradMeta& Tensor::autograd_meta() {

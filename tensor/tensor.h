@@ -117,6 +117,11 @@ class Tensor {
   AutogradMeta& autograd_meta();  // creates the meta on first use
   AutogradMeta* autograd_meta_if_any() const { return impl_->autograd.get(); }
 
+  // Makes this tensor (and every handle sharing its impl) refer to src's data,
+  // keeping its autograd identity: how modules move parameters between dtypes
+  // and devices without invalidating references to them (PyTorch's .data =).
+  void set_data(const Tensor& src);
+
   // A short description for error messages: "float32[2, 3]".
   std::string describe() const;
 

@@ -1,0 +1,61 @@
+// Op name tables (generated from the X-macro lists in backend.h) and the
+// device -> backend registry.
+#include "backends/backend.h"
+
+#include <atomic>
+
+#include "backends/cpu/cpu_backend.h"
+
+namespace tide {
+
+namespace {
+
+constexpr const char* kUnaryNames[] = {TIDE_UNARY_OPS(TIDE_NAME_ENTRY)};
+constexpr const char* kBinaryNames[] = {TIDE_BINARY_OPS(TIDE_NAME_ENTRY)};
+constexpr const char* kReduceNames[] = {TIDE_REDUCE_OPS(TIDE_NAME_ENTRY)};
+constexpr const char* kEpilogueNames[] = {TIDE_EPILOGUE_OPS(TIDE_NAME_ENTRY)};
+
+template <size_t N>
+const char* name_at(const char* const (&table)[N], uint8_t index) {
+  return index < N ? table[index] : "?";
+}
+
+// Backends that other libraries register at load time (CUDA). The CPU backend is
+// not stored here: it always exists and is returned directly.
+std::atomic<Backend*> g_cuda_backend{nullptr};
+
+}  // namespace
+
+const char* op_name(UnaryOp op) {
+  return name_at(kUnaryNames, static_cast<uint8_t>(op));
+}
+const char* op_name(BinaryOp op) {
+  return name_at(kBinaryNames, static_cast<uint8_t>(op));
+}
+const char* op_name(ReduceOp op) {
+  return name_at(kReduceNames, static_cast<uint8_t>(op));
+}
+const char* op_name(Epilogue op) {
+  return name_at(kEpilogueNames, static_cast<uint8_t>(op));
+}
+
+Backend& backend_for(Device device) {
+  if (device.kind == DeviceKind::CPU) [[likely]] {
+    return cpu::cpu_backend();
+  }
+  Backend* cuda = g_cuda_backend.load(std::memory_order_acquire);
+  TIDE_CHECK(cuda != nullptr,
+             "backend_for: {}: CUDA backend is not available (Tide was built without CUDA or no "
+             "GPU is present)",
+             device);
+  return *cuda;
+}
+
+void register_backend(DeviceKind kind, Backend* backend) {
+  TIDE_CHECK(kind == DeviceKind::CUDA,
+             "register_backend: only a CUDA backend can be registered (the CPU backend is "
+             "built in)");
+  g_cuda_backend.store(backend, std::memory_order_release);
+}
+
+}  // namespace tide

@@ -1,0 +1,71 @@
+// The CPU backend: every primitive of backends/backend.h for float32, float64,
+// int64 and bool, written as plain loops the compiler can vectorize, with
+// oneDNN taking over float32 work that is large enough to repay its per-call
+// cost (see onednn.h).
+//
+// Where each primitive lives:
+//   cpu_backend.cpp    memory, the singleton
+//   elementwise.cpp    copy, fill, where
+//   unary.cpp          unary
+//   binary.cpp         binary
+//   reduce.cpp         reduce, arg_reduce, cumsum
+//   matmul.cpp         matmul
+//   normalization.cpp  softmax, layer_norm (+ backwards)
+//   indexing.cpp       index_select, gather, scatter_add
+//   random.cpp         random
+#pragma once
+
+#include "backends/backend.h"
+
+namespace tide::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return Device::cpu(); }
+
+  void* allocate(size_t nbytes) override;
+  void deallocate(void* ptr, size_t nbytes) override;
+  void copy_to_host(void* host_dst, const void* src, size_t nbytes) override;
+  void copy_from_host(void* dst, const void* host_src, size_t nbytes) override;
+
+  void copy(const ArrayView& dst, const ArrayView& src) override;
+  void fill(const ArrayView& dst, double value) override;
+  void unary(UnaryOp op, const ArrayView& dst, const ArrayView& src, double alpha,
+             double beta) override;
+  void binary(BinaryOp op, const ArrayView& dst, const ArrayView& a, const ArrayView& b,
+              double alpha, double beta) override;
+  void where(const ArrayView& dst, const ArrayView& cond, const ArrayView& a,
+             const ArrayView& b) override;
+
+  void reduce(ReduceOp op, const ArrayView& dst, const ArrayView& src) override;
+  void arg_reduce(bool is_max, const ArrayView& dst, const ArrayView& src, int dim) override;
+  void cumsum(const ArrayView& dst, const ArrayView& src, int dim) override;
+
+  void matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, const ArrayView& bias,
+              Epilogue epilogue) override;
+
+  void softmax(const ArrayView& dst, const ArrayView& src, bool log) override;
+  void softmax_backward(const ArrayView& grad_src, const ArrayView& grad_dst, const ArrayView& dst,
+                        bool log) override;
+  void layer_norm(const ArrayView& dst, const ArrayView& mean, const ArrayView& rstd,
+                  const ArrayView& x, const ArrayView& weight, const ArrayView& bias,
+                  double eps) override;
+  void layer_norm_backward(const ArrayView& grad_x, const ArrayView& grad_weight,
+                           const ArrayView& grad_bias, const ArrayView& grad_dst,
+                           const ArrayView& x, const ArrayView& mean, const ArrayView& rstd,
+                           const ArrayView& weight) override;
+
+  void index_select(const ArrayView& dst, const ArrayView& src, int dim,
+                    const ArrayView& index) override;
+  void gather(const ArrayView& dst, const ArrayView& src, int dim, const ArrayView& index) override;
+  void scatter_add(const ArrayView& dst, int dim, const ArrayView& index,
+                   const ArrayView& src) override;
+
+  void random(const ArrayView& dst, Distribution dist, double a, double b, uint64_t seed,
+              uint64_t offset) override;
+};
+
+// The process-wide CPU backend (what backend_for(Device::cpu()) returns).
+CpuBackend& cpu_backend();
+
+}  // namespace tide::cpu

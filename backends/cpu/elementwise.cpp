@@ -1,0 +1,60 @@
+// copy, fill and where: the elementwise primitives that do no arithmetic.
+#include "backends/cpu/kernel_config.h"  // first: compiler settings for kernels
+
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/loops.h"
+
+namespace tide::cpu {
+
+namespace {
+
+// Converts like PyTorch's .to(dtype): to bool means "is non-zero".
+template <typename Out, typename In>
+inline Out convert(In x) {
+  if constexpr (std::is_same_v<Out, bool>) {
+    return x != In(0);
+  } else {
+    return static_cast<Out>(x);
+  }
+}
+
+}  // namespace
+
+void CpuBackend::copy(const ArrayView& dst, const ArrayView& src) {
+  check_same_shape("copy", dst, src);
+  if (dst.numel() == 0) return;
+  dispatch_dtype(dst.dtype, [&](auto out_tag) {
+    using Out = decltype(out_tag);
+    dispatch_dtype(src.dtype, [&](auto in_tag) {
+      using In = decltype(in_tag);
+      map1<Out, In>(dst, src, [](In x) { return convert<Out>(x); });
+    });
+  });
+}
+
+void CpuBackend::fill(const ArrayView& dst, double value) {
+  if (dst.numel() == 0) return;
+  dispatch_dtype(dst.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T v = convert<T>(value);
+    map0<T>(dst, [v] { return v; });
+  });
+}
+
+void CpuBackend::where(const ArrayView& dst, const ArrayView& cond, const ArrayView& a,
+                       const ArrayView& b) {
+  TIDE_CHECK(cond.dtype == DType::Bool, "where: condition must be bool, got {}", cond.dtype);
+  TIDE_CHECK(a.dtype == dst.dtype && b.dtype == dst.dtype,
+             "where: branches must have the output dtype {}, got {} and {}", dst.dtype, a.dtype,
+             b.dtype);
+  check_same_shape("where", dst, cond);
+  check_same_shape("where", dst, a);
+  check_same_shape("where", dst, b);
+  if (dst.numel() == 0) return;
+  dispatch_dtype(dst.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    map3<T, bool, T, T>(dst, cond, a, b, [](bool c, T x, T y) { return c ? x : y; });
+  });
+}
+
+}  // namespace tide::cpu

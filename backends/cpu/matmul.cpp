@@ -1,0 +1,227 @@
+// matmul: dst[..., M, N] = epilogue(a[..., M, K] @ b[..., K, N] + bias[N]).
+//
+// Large float32 problems go to oneDNN (onednn.cpp). Everything else (small
+// float32, float64, int64) runs the plain loops below, which pick one of three
+// 2-D kernels by the operands' strides:
+//   rows_kernel  b and dst rows contiguous: i-k-j order, blocked over k and j
+//                so a block of b stays in cache while four rows of dst
+//                accumulate from it;
+//   dot_kernel   a rows and b columns contiguous (b is a transposed matrix,
+//                e.g. a Linear weight): one dot product per output;
+//   any_kernel   anything else.
+#include "backends/cpu/kernel_config.h"  // first: compiler settings for kernels
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/loops.h"
+#include "backends/cpu/math.h"
+#include "backends/cpu/onednn.h"
+
+namespace tide::cpu {
+
+namespace {
+
+// One 2-D problem c[M, N] = a[M, K] @ b[K, N], strides in elements.
+template <typename T>
+struct Gemm {
+  int64_t m, n, k;
+  const T* a;
+  int64_t a_row, a_col;
+  const T* b;
+  int64_t b_row, b_col;
+  T* c;
+  int64_t c_row, c_col;
+};
+
+template <typename T>
+T apply_epilogue(Epilogue epilogue, T x) {
+  if constexpr (std::is_floating_point_v<T>) {  // integer matmuls have no epilogue
+    switch (epilogue) {
+      case Epilogue::None:
+        return x;
+      case Epilogue::Relu:
+        return x < T(0) ? T(0) : x;
+      case Epilogue::Tanh:
+        return fm::tanh(x);
+      case Epilogue::Sigmoid:
+        return sigmoid(x);
+      case Epilogue::Selu:
+        return T(kSeluScale) * (x > T(0) ? x : T(kSeluAlpha) * fm::expm1(x));
+    }
+  }
+  return x;
+}
+
+// Adds the bias and applies the activation to rows [i0, i1) of c.
+template <typename T>
+void finish_rows(const Gemm<T>& g, int64_t i0, int64_t i1, const T* bias, Epilogue epilogue) {
+  if (bias == nullptr && epilogue == Epilogue::None) return;
+  for (int64_t i = i0; i < i1; ++i) {
+    T* c = g.c + i * g.c_row;
+    if (bias != nullptr)
+      for (int64_t j = 0; j < g.n; ++j) c[j * g.c_col] += bias[j];
+    if (epilogue != Epilogue::None)
+      for (int64_t j = 0; j < g.n; ++j) c[j * g.c_col] = apply_epilogue(epilogue, c[j * g.c_col]);
+  }
+}
+
+template <typename T>
+TIDE_VECTOR_CLONES void rows_kernel(const Gemm<T>& g, int64_t i0, int64_t i1) {
+  constexpr int64_t kBlockK = 128, kBlockN = 512;
+  for (int64_t i = i0; i < i1; ++i) std::fill_n(g.c + i * g.c_row, g.n, T(0));
+  for (int64_t j0 = 0; j0 < g.n; j0 += kBlockN) {
+    const int64_t nj = std::min(kBlockN, g.n - j0);
+    for (int64_t k0 = 0; k0 < g.k; k0 += kBlockK) {
+      const int64_t k1 = std::min(g.k, k0 + kBlockK);
+      int64_t i = i0;
+      for (; i + 4 <= i1; i += 4) {  // four rows share each load of b
+        T* c0 = g.c + i * g.c_row + j0;
+        T* c1 = c0 + g.c_row;
+        T* c2 = c1 + g.c_row;
+        T* c3 = c2 + g.c_row;
+        const T* a = g.a + i * g.a_row;
+        for (int64_t kk = k0; kk < k1; ++kk) {
+          const T* b = g.b + kk * g.b_row + j0;
+          const T a0 = a[kk * g.a_col], a1 = a[g.a_row + kk * g.a_col],
+                  a2 = a[2 * g.a_row + kk * g.a_col], a3 = a[3 * g.a_row + kk * g.a_col];
+          for (int64_t j = 0; j < nj; ++j) {
+            const T bj = b[j];
+            c0[j] += a0 * bj;
+            c1[j] += a1 * bj;
+            c2[j] += a2 * bj;
+            c3[j] += a3 * bj;
+          }
+        }
+      }
+      for (; i < i1; ++i) {
+        T* c = g.c + i * g.c_row + j0;
+        for (int64_t kk = k0; kk < k1; ++kk) {
+          const T* b = g.b + kk * g.b_row + j0;
+          const T av = g.a[i * g.a_row + kk * g.a_col];
+          for (int64_t j = 0; j < nj; ++j) c[j] += av * b[j];
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+TIDE_VECTOR_CLONES void dot_kernel(const Gemm<T>& g, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const T* a = g.a + i * g.a_row;
+    for (int64_t j = 0; j < g.n; ++j) {
+      const T* b = g.b + j * g.b_col;
+      T acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t kk = 0; kk < g.k; ++kk) acc += a[kk] * b[kk];
+      g.c[i * g.c_row + j * g.c_col] = acc;
+    }
+  }
+}
+
+template <typename T>
+void any_kernel(const Gemm<T>& g, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i)
+    for (int64_t j = 0; j < g.n; ++j) {
+      T acc = 0;
+      for (int64_t kk = 0; kk < g.k; ++kk)
+        acc += g.a[i * g.a_row + kk * g.a_col] * g.b[kk * g.b_row + j * g.b_col];
+      g.c[i * g.c_row + j * g.c_col] = acc;
+    }
+}
+
+template <typename T>
+void gemm_rows(const Gemm<T>& g, int64_t i0, int64_t i1, const T* bias, Epilogue epilogue) {
+  if (g.k == 0) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t j = 0; j < g.n; ++j) g.c[i * g.c_row + j * g.c_col] = T(0);
+  } else if (g.b_col == 1 && g.c_col == 1) {
+    rows_kernel(g, i0, i1);
+  } else if (g.a_col == 1 && g.b_row == 1) {
+    dot_kernel(g, i0, i1);
+  } else {
+    any_kernel(g, i0, i1);
+  }
+  finish_rows(g, i0, i1, bias, epilogue);
+}
+
+// Runs every batch of the problem, split into tasks of kRowsPerTask rows.
+template <typename T>
+void matmul_loops(const ArrayView& dst, const ArrayView& a, const ArrayView& b,
+                  const ArrayView& bias, Epilogue epilogue) {
+  constexpr int64_t kRowsPerTask = 16;
+  const int r = dst.rank();
+  LoopPlan<3> batches;  // operands: dst, a, b
+  batches.numel = 1;
+  for (int d = 0; d < r - 2; ++d) {
+    batches.push_dim(dst.shape[d], {dst.strides[d], a.strides[d], b.strides[d]});
+    batches.numel *= dst.shape[d];
+  }
+  Gemm<T> g{dst.shape[r - 2], dst.shape[r - 1],   a.shape[r - 1],
+            nullptr,          a.strides[r - 2],   a.strides[r - 1],
+            nullptr,          b.strides[r - 2],   b.strides[r - 1],
+            nullptr,          dst.strides[r - 2], dst.strides[r - 1]};
+  const T* bias_data = bias.ptr<const T>();
+  const int64_t row_tasks = (g.m + kRowsPerTask - 1) / kRowsPerTask;
+  const int64_t flops_per_task =
+      std::max<int64_t>(1, kRowsPerTask * g.n * std::max<int64_t>(g.k, 1));
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / flops_per_task);
+  parallel_for(batches.numel * row_tasks, grain, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      int64_t off[3];
+      offsets_at(batches, t / row_tasks, off);
+      Gemm<T> batch = g;
+      batch.c = dst.ptr<T>() + off[0];
+      batch.a = a.ptr<const T>() + off[1];
+      batch.b = b.ptr<const T>() + off[2];
+      const int64_t i0 = (t % row_tasks) * kRowsPerTask;
+      gemm_rows(batch, i0, std::min(g.m, i0 + kRowsPerTask), bias_data, epilogue);
+    }
+  });
+}
+
+void check_matmul_args(const ArrayView& dst, const ArrayView& a, const ArrayView& b,
+                       const ArrayView& bias, Epilogue epilogue) {
+  const int r = dst.rank();
+  bool ok = r >= 2 && a.rank() == r && b.rank() == r;
+  for (int d = 0; ok && d < r - 2; ++d)
+    ok = a.shape[d] == dst.shape[d] && b.shape[d] == dst.shape[d];
+  ok = ok && a.shape[r - 2] == dst.shape[r - 2] && b.shape[r - 1] == dst.shape[r - 1] &&
+       a.shape[r - 1] == b.shape[r - 2];
+  TIDE_CHECK(ok, "matmul: shapes {} @ {} -> {} do not match", a.shape, b.shape, dst.shape);
+  TIDE_CHECK(a.dtype == dst.dtype && b.dtype == dst.dtype,
+             "matmul: dtypes {} @ {} -> {} must all be the same", a.dtype, b.dtype, dst.dtype);
+  TIDE_CHECK(dst.dtype != DType::Bool, "matmul: unsupported dtype {}", dst.dtype);
+  TIDE_CHECK(epilogue == Epilogue::None || is_floating(dst.dtype),
+             "matmul: epilogue {} needs a float dtype, got {}", op_name(epilogue), dst.dtype);
+  if (bias.data != nullptr) {
+    TIDE_CHECK(bias.dtype == dst.dtype && bias.numel() == dst.shape[r - 1] &&
+                   (bias.rank() <= 1 || bias.is_contiguous()),
+               "matmul: bias must be a contiguous {} vector of {} elements, got {} {}", dst.dtype,
+               dst.shape[r - 1], bias.dtype, bias.shape);
+  }
+}
+
+}  // namespace
+
+void CpuBackend::matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b,
+                        const ArrayView& bias, Epilogue epilogue) {
+  check_matmul_args(dst, a, b, bias, epilogue);
+  if (dst.numel() == 0) return;
+  switch (dst.dtype) {
+    case DType::Float32:
+      if (onednn::try_matmul(dst, a, b, bias, epilogue)) return;
+      return matmul_loops<float>(dst, a, b, bias, epilogue);
+    case DType::Float64:
+      return matmul_loops<double>(dst, a, b, bias, epilogue);
+    case DType::Int64:
+      return matmul_loops<int64_t>(dst, a, b, bias, epilogue);
+    case DType::Bool:
+      break;
+  }
+}
+
+}  // namespace tide::cpu

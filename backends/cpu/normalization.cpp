@@ -1,0 +1,292 @@
+// softmax and layer_norm, forward and backward, over the last dim of
+// contiguous tensors: each row of C elements is independent, so rows are
+// split across threads and the results do not depend on the thread count.
+#include "backends/cpu/kernel_config.h"  // first: compiler settings for kernels
+
+#include <cmath>
+#include <limits>
+
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/loops.h"
+#include "backends/cpu/math.h"
+#include "backends/cpu/onednn.h"
+
+namespace tide::cpu {
+
+namespace {
+
+// Rows and row length of a contiguous tensor normalised over its last dim.
+struct Rows {
+  int64_t count, length;
+};
+
+Rows rows_of(const ArrayView& v) {
+  Rows rows{1, 1};
+  for (int d = 0; d < v.rank(); ++d) (d + 1 < v.rank() ? rows.count : rows.length) *= v.shape[d];
+  return rows;
+}
+
+void check_contiguous(const char* op, const char* what, const ArrayView& v, const ArrayView& like,
+                      DType dtype) {
+  TIDE_CHECK(v.shape == like.shape && v.dtype == dtype && v.is_contiguous(),
+             "{}: {} must be a contiguous {} tensor of shape {}, got {} {}", op, what, dtype,
+             like.shape, v.dtype, v.shape);
+}
+
+void check_float(const char* op, DType dtype) {
+  TIDE_CHECK(is_floating(dtype), "{}: unsupported dtype {}", op, dtype);
+}
+
+// One row of softmax (or log-softmax): shift by the max, exponentiate, normalise.
+template <typename T>
+TIDE_VECTOR_CLONES void softmax_row(T* y, const T* x, int64_t c, bool log) {
+  T max = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : max)
+  for (int64_t j = 0; j < c; ++j) max = x[j] > max ? x[j] : max;
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < c; ++j) {
+    const T e = fm::exp(x[j] - max);
+    sum += e;
+    y[j] = e;
+  }
+  if (log) {
+    const T shift = max + fm::log(sum);
+    for (int64_t j = 0; j < c; ++j) y[j] = x[j] - shift;
+  } else {
+    const T inv = T(1) / sum;
+    for (int64_t j = 0; j < c; ++j) y[j] *= inv;
+  }
+}
+
+// softmax:     grad_x = y * (g - sum(g * y))
+// log_softmax: grad_x = g - exp(y) * sum(g)
+template <typename T>
+TIDE_VECTOR_CLONES void softmax_backward_row(T* gx, const T* g, const T* y, int64_t c, bool log) {
+  T sum = 0;
+  if (log) {
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < c; ++j) sum += g[j];
+    for (int64_t j = 0; j < c; ++j) gx[j] = g[j] - fm::exp(y[j]) * sum;
+  } else {
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < c; ++j) sum += g[j] * y[j];
+    for (int64_t j = 0; j < c; ++j) gx[j] = y[j] * (g[j] - sum);
+  }
+}
+
+template <typename T>
+void softmax_rows(T* y, const T* x, Rows rows, bool log) {
+  const int64_t c = rows.length;
+  parallel_for(rows.count, std::max<int64_t>(1, kGrainCostly / c), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) softmax_row(y + r * c, x + r * c, c, log);
+  });
+}
+
+template <typename T>
+void softmax_backward_rows(T* gx, const T* g, const T* y, Rows rows, bool log) {
+  const int64_t c = rows.length;
+  parallel_for(rows.count, std::max<int64_t>(1, kGrainCostly / c), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      softmax_backward_row(gx + r * c, g + r * c, y + r * c, c, log);
+  });
+}
+
+}  // namespace
+
+void CpuBackend::softmax(const ArrayView& dst, const ArrayView& src, bool log) {
+  const char* op = log ? "log_softmax" : "softmax";
+  check_float(op, src.dtype);
+  check_contiguous(op, "src", src, src, src.dtype);
+  check_contiguous(op, "dst", dst, src, src.dtype);
+  const Rows rows = rows_of(src);
+  if (src.numel() == 0) return;
+  if (src.dtype == DType::Float32) {
+    if (onednn::try_softmax(dst, src, log)) return;
+    return softmax_rows(dst.ptr<float>(), src.ptr<float>(), rows, log);
+  }
+  softmax_rows(dst.ptr<double>(), src.ptr<double>(), rows, log);
+}
+
+void CpuBackend::softmax_backward(const ArrayView& grad_src, const ArrayView& grad_dst,
+                                  const ArrayView& dst, bool log) {
+  const char* op = log ? "log_softmax_backward" : "softmax_backward";
+  check_float(op, dst.dtype);
+  check_contiguous(op, "dst", dst, dst, dst.dtype);
+  check_contiguous(op, "grad_dst", grad_dst, dst, dst.dtype);
+  check_contiguous(op, "grad_src", grad_src, dst, dst.dtype);
+  const Rows rows = rows_of(dst);
+  if (dst.numel() == 0) return;
+  if (dst.dtype == DType::Float32) {
+    return softmax_backward_rows(grad_src.ptr<float>(), grad_dst.ptr<float>(), dst.ptr<float>(),
+                                 rows, log);
+  }
+  softmax_backward_rows(grad_src.ptr<double>(), grad_dst.ptr<double>(), dst.ptr<double>(), rows,
+                        log);
+}
+
+namespace {
+
+// One row of layer norm. Row statistics are accumulated in double, so float32
+// inputs with a large mean do not lose their variance to cancellation.
+template <typename T>
+TIDE_VECTOR_CLONES void layer_norm_row(T* y, T& mean_out, T& rstd_out, const T* x, const T* w,
+                                       const T* b, int64_t c, double eps) {
+  double sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < c; ++j) sum += double(x[j]);
+  const double mean = sum / double(c);
+  double sq = 0;
+#pragma omp simd reduction(+ : sq)
+  for (int64_t j = 0; j < c; ++j) sq += (double(x[j]) - mean) * (double(x[j]) - mean);
+  const double rstd = 1.0 / std::sqrt(sq / double(c) + eps);
+  mean_out = T(mean);
+  rstd_out = T(rstd);
+  const T m = T(mean), s = T(rstd);
+  if (w != nullptr && b != nullptr) {
+    for (int64_t j = 0; j < c; ++j) y[j] = (x[j] - m) * s * w[j] + b[j];
+  } else if (w != nullptr) {
+    for (int64_t j = 0; j < c; ++j) y[j] = (x[j] - m) * s * w[j];
+  } else if (b != nullptr) {
+    for (int64_t j = 0; j < c; ++j) y[j] = (x[j] - m) * s + b[j];
+  } else {
+    for (int64_t j = 0; j < c; ++j) y[j] = (x[j] - m) * s;
+  }
+}
+
+// grad_x for one row. With xhat = (x - mean) * rstd and dy = g * w:
+//   grad_x = rstd * (dy - mean(dy) - xhat * mean(dy * xhat))
+template <typename T>
+TIDE_VECTOR_CLONES void layer_norm_backward_row(T* gx, const T* g, const T* x, T m, T s, const T* w,
+                                                int64_t c) {
+  double sum_dy = 0, sum_dy_xhat = 0;
+#pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
+  for (int64_t j = 0; j < c; ++j) {
+    const T dy = w != nullptr ? g[j] * w[j] : g[j];
+    sum_dy += double(dy);
+    sum_dy_xhat += double(dy) * double((x[j] - m) * s);
+  }
+  const T a = T(sum_dy / double(c)), b = T(sum_dy_xhat / double(c));
+  for (int64_t j = 0; j < c; ++j) {
+    const T dy = w != nullptr ? g[j] * w[j] : g[j];
+    gx[j] = s * (dy - a - (x[j] - m) * s * b);
+  }
+}
+
+// grad_w += g * xhat and grad_b += g over one row, for columns [0, width).
+template <typename T>
+TIDE_VECTOR_CLONES void accumulate_param_grads(double* acc_w, double* acc_b, const T* g, const T* x,
+                                               T m, T s, int64_t width) {
+  for (int64_t j = 0; j < width; ++j) {
+    acc_w[j] += double(g[j] * ((x[j] - m) * s));
+    acc_b[j] += double(g[j]);
+  }
+}
+
+template <typename T>
+void layer_norm_rows(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, Rows rows,
+                     double eps) {
+  const int64_t c = rows.length;
+  parallel_for(rows.count, std::max<int64_t>(1, kGrainCheap / c), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      layer_norm_row(y + r * c, mean[r], rstd[r], x + r * c, w, b, c, eps);
+  });
+}
+
+//   grad_w = sum over rows of g * xhat,  grad_b = sum over rows of g
+template <typename T>
+void layer_norm_backward_rows(T* gx, T* gw, T* gb, const T* g, const T* x, const T* mean,
+                              const T* rstd, const T* w, Rows rows) {
+  const int64_t c = rows.length;
+  parallel_for(rows.count, std::max<int64_t>(1, kGrainCheap / c), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      layer_norm_backward_row(gx + r * c, g + r * c, x + r * c, mean[r], rstd[r], w, c);
+  });
+  if (gw == nullptr && gb == nullptr) return;
+  // Column sums: each thread owns chunks of columns and adds rows in order, so
+  // the result does not depend on the thread count.
+  constexpr int64_t kChunk = 256;
+  const int64_t n_chunks = (c + kChunk - 1) / kChunk;
+  const int64_t grain = std::max<int64_t>(1, kGrainCheap / (rows.count * kChunk));
+  parallel_for(n_chunks, grain, [&](int64_t c0, int64_t c1) {
+    double acc_w[kChunk], acc_b[kChunk];
+    for (int64_t chunk = c0; chunk < c1; ++chunk) {
+      const int64_t j0 = chunk * kChunk, width = std::min(kChunk, c - j0);
+      std::fill_n(acc_w, width, 0.0);
+      std::fill_n(acc_b, width, 0.0);
+      for (int64_t r = 0; r < rows.count; ++r)
+        accumulate_param_grads(acc_w, acc_b, g + r * c + j0, x + r * c + j0, mean[r], rstd[r],
+                               width);
+      for (int64_t j = 0; j < width; ++j) {
+        if (gw != nullptr) gw[j0 + j] = T(acc_w[j]);
+        if (gb != nullptr) gb[j0 + j] = T(acc_b[j]);
+      }
+    }
+  });
+}
+
+void check_row_vector(const char* op, const char* what, const ArrayView& v, int64_t n,
+                      DType dtype) {
+  if (v.data == nullptr) return;
+  TIDE_CHECK(v.numel() == n && v.dtype == dtype && v.is_contiguous(),
+             "{}: {} must be a contiguous {} tensor of {} elements, got {} {}", op, what, dtype, n,
+             v.dtype, v.shape);
+}
+
+}  // namespace
+
+void CpuBackend::layer_norm(const ArrayView& dst, const ArrayView& mean, const ArrayView& rstd,
+                            const ArrayView& x, const ArrayView& weight, const ArrayView& bias,
+                            double eps) {
+  const char* op = "layer_norm";
+  check_float(op, x.dtype);
+  check_contiguous(op, "x", x, x, x.dtype);
+  check_contiguous(op, "dst", dst, x, x.dtype);
+  const Rows rows = rows_of(x);
+  TIDE_CHECK(mean.data != nullptr && rstd.data != nullptr,
+             "layer_norm: mean and rstd are required");
+  check_row_vector(op, "mean", mean, rows.count, x.dtype);
+  check_row_vector(op, "rstd", rstd, rows.count, x.dtype);
+  check_row_vector(op, "weight", weight, rows.length, x.dtype);
+  check_row_vector(op, "bias", bias, rows.length, x.dtype);
+  if (x.numel() == 0) return;
+  dispatch_dtype(x.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_floating_point_v<T>) {
+      layer_norm_rows(dst.ptr<T>(), mean.ptr<T>(), rstd.ptr<T>(), x.ptr<const T>(),
+                      weight.ptr<const T>(), bias.ptr<const T>(), rows, eps);
+    }
+  });
+}
+
+void CpuBackend::layer_norm_backward(const ArrayView& grad_x, const ArrayView& grad_weight,
+                                     const ArrayView& grad_bias, const ArrayView& grad_dst,
+                                     const ArrayView& x, const ArrayView& mean,
+                                     const ArrayView& rstd, const ArrayView& weight) {
+  const char* op = "layer_norm_backward";
+  check_float(op, x.dtype);
+  check_contiguous(op, "x", x, x, x.dtype);
+  check_contiguous(op, "grad_dst", grad_dst, x, x.dtype);
+  check_contiguous(op, "grad_x", grad_x, x, x.dtype);
+  const Rows rows = rows_of(x);
+  check_row_vector(op, "mean", mean, rows.count, x.dtype);
+  check_row_vector(op, "rstd", rstd, rows.count, x.dtype);
+  check_row_vector(op, "weight", weight, rows.length, x.dtype);
+  check_row_vector(op, "grad_weight", grad_weight, rows.length, x.dtype);
+  check_row_vector(op, "grad_bias", grad_bias, rows.length, x.dtype);
+  if (x.numel() == 0) {  // the parameter gradients are empty sums
+    if (grad_weight.data != nullptr) fill(grad_weight, 0.0);
+    if (grad_bias.data != nullptr) fill(grad_bias, 0.0);
+    return;
+  }
+  dispatch_dtype(x.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_floating_point_v<T>) {
+      layer_norm_backward_rows(grad_x.ptr<T>(), grad_weight.ptr<T>(), grad_bias.ptr<T>(),
+                               grad_dst.ptr<const T>(), x.ptr<const T>(), mean.ptr<const T>(),
+                               rstd.ptr<const T>(), weight.ptr<const T>(), rows);
+    }
+  });
+}
+
+}  // namespace tide::cpu
