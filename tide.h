@@ -5,6 +5,7 @@
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "nn/module.h"
+#include "nn/optim.h"
 #include "backends/cpu/threads.h"
 #include "tensor/creation.h"
 #include "tensor/print.h"
