@@ -30,13 +30,17 @@ Tensor Module::register_parameter(const std::string& name, Tensor value, bool re
   TIDE_CHECK(value.defined(), "{}: parameter '{}' is undefined", type_name(), name);
   TIDE_CHECK(value.is_leaf(), "{}: parameter '{}' must be a leaf tensor (detach it first)",
              type_name(), name);
-  if (requires_grad) value.set_requires_grad(true);
+  if (value.requires_grad() != requires_grad) value.set_requires_grad(requires_grad);
   parameters_.emplace_back(name, value);
   return value;
 }
 
 Tensor Module::register_buffer(const std::string& name, Tensor value) {
   check_new_name(name);
+  TIDE_CHECK(value.defined(), "{}: buffer '{}' is undefined", type_name(), name);
+  // A buffer is state, not part of any graph: keep a detached alias of a
+  // computed tensor (so that to() can later replace its data in place).
+  if (!value.is_leaf()) value = detach(value);
   buffers_.emplace_back(name, value);
   return value;
 }
@@ -56,19 +60,37 @@ void Module::collect(const std::string& prefix, bool recurse, bool buffers,
   for (const auto& [name, tensor] : buffers ? buffers_ : parameters_)
     out.emplace_back(prefix + name, tensor);
   if (!recurse) return;
-  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", true, buffers, out);
+  for (const auto& [name, child] : children_)
+    child->collect(prefix + name + ".", true, buffers, out);
 }
+
+namespace {
+// A tensor shared by two modules (tied weights, or one child registered twice)
+// is listed once, under its first name, like PyTorch's remove_duplicate: an
+// optimizer must not update it twice, nor num_parameters count it twice.
+std::vector<std::pair<std::string, Tensor>> without_duplicates(
+    std::vector<std::pair<std::string, Tensor>> list) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& entry : list) {
+    bool seen = std::any_of(out.begin(), out.end(), [&](const auto& kept) {
+      return kept.second.impl() == entry.second.impl();
+    });
+    if (!seen) out.push_back(std::move(entry));
+  }
+  return out;
+}
+}  // namespace
 
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters(bool recurse) const {
   std::vector<std::pair<std::string, Tensor>> out;
   collect("", recurse, false, out);
-  return out;
+  return without_duplicates(std::move(out));
 }
 
 std::vector<std::pair<std::string, Tensor>> Module::named_buffers(bool recurse) const {
   std::vector<std::pair<std::string, Tensor>> out;
   collect("", recurse, true, out);
-  return out;
+  return without_duplicates(std::move(out));
 }
 
 std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_children() const {
@@ -92,9 +114,14 @@ int64_t Module::num_parameters() const {
 // ---------------------------------------------------------------------------
 
 StateDict Module::state_dict() const {
+  // Every name, tied tensors included (PyTorch keeps both names too). The
+  // entries are detached aliases: they share the data but carry no autograd
+  // state, so they can be read or written without recording a graph.
+  std::vector<std::pair<std::string, Tensor>> all;
+  collect("", true, false, all);
+  collect("", true, true, all);
   StateDict out;
-  for (auto& [name, t] : named_parameters()) out[name] = t;
-  for (auto& [name, t] : named_buffers()) out[name] = t;
+  for (auto& [name, t] : all) out[name] = detach(t);
   return out;
 }
 
@@ -106,8 +133,9 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
     if (it == state.end()) {
       missing.push_back(name);
     } else if (!it->second.defined() || it->second.shape() != mine.shape()) {
-      mismatched.push_back(fmt::format("{} (expected {}, got {})", name, mine.shape(),
-                                       it->second.defined() ? it->second.shape().str() : "undefined"));
+      mismatched.push_back(
+          fmt::format("{} (expected {}, got {})", name, mine.shape(),
+                      it->second.defined() ? it->second.shape().str() : "undefined"));
     }
   }
   for (const auto& [name, t] : state)
@@ -126,6 +154,9 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
   for (auto& [name, mine] : own) {
     auto it = state.find(name);
     if (it == state.end()) continue;
+    // Loading a module's own state into itself: nothing to copy (and a copy
+    // onto the same memory is not allowed by the backend contract).
+    if (it->second.storage() == mine.storage() && it->second.offset() == mine.offset()) continue;
     Tensor value = kernels::to_device(it->second, mine.device());
     kernels::copy_(mine, value);  // converts the dtype
   }
@@ -141,18 +172,34 @@ void Module::train(bool on) {
   for (auto& [name, child] : children_) child->train(on);
 }
 
+namespace {
+// Replaces t's data by convert(t) in place (every handle to t sees the new
+// data) and converts an existing gradient the same way, as PyTorch's
+// Module.to does, so that a step taken after the move still finds it.
+template <typename Convert>
+void convert_in_place(Tensor& t, Convert convert) {
+  Tensor grad = t.autograd_meta_if_any() ? t.grad() : Tensor();
+  Tensor converted = convert(t);
+  if (converted.impl() == t.impl()) return;  // already in that dtype/device
+  t.set_data(converted);
+  if (grad.defined()) t.set_grad(convert(grad));
+}
+}  // namespace
+
 void Module::to(DType dtype) {
-  TIDE_CHECK(is_floating(dtype), "{}.to: parameters must stay floating point, got {}",
-             type_name(), dtype);
+  TIDE_CHECK(is_floating(dtype), "{}.to: parameters must stay floating point, got {}", type_name(),
+             dtype);
   for (auto* list : {&parameters_, &buffers_})
     for (auto& [name, t] : *list)
-      if (t.is_floating_point()) t.set_data(kernels::to_dtype(t, dtype));
+      if (t.is_floating_point())
+        convert_in_place(t, [&](const Tensor& x) { return kernels::to_dtype(x, dtype); });
   for (auto& [name, child] : children_) child->to(dtype);
 }
 
 void Module::to(Device device) {
   for (auto* list : {&parameters_, &buffers_})
-    for (auto& [name, t] : *list) t.set_data(kernels::to_device(t, device));
+    for (auto& [name, t] : *list)
+      convert_in_place(t, [&](const Tensor& x) { return kernels::to_device(x, device); });
   for (auto& [name, child] : children_) child->to(device);
 }
 
@@ -167,18 +214,29 @@ std::string Module::repr() const {
 }
 
 void Module::repr_into(std::string& out, int indent) const {
-  out += type_name() + "(" + extra_repr();
+  std::string extra = extra_repr();
+  out += type_name() + "(";
   if (children_.empty()) {
-    out += ")";
+    out += extra + ")";
     return;
   }
+  // With children, PyTorch puts the extra text on a line of its own.
+  std::string pad(indent + 2, ' ');
   out += "\n";
+  if (!extra.empty()) out += pad + extra + "\n";
   for (const auto& [name, child] : children_) {
-    out += std::string(indent + 2, ' ') + "(" + name + "): ";
+    out += pad + "(" + name + "): ";
     child->repr_into(out, indent + 2);
     out += "\n";
   }
   out += std::string(indent, ' ') + ")";
+}
+
+std::string repr_float(double value) {
+  std::string text = fmt::format("{}", value);  // the shortest text that round-trips
+  // Python always shows a float as a float: "1.0", not "1".
+  if (text.find_first_of(".eEni") == std::string::npos) text += ".0";
+  return text;
 }
 
 }  // namespace tide::nn

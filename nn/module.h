@@ -36,6 +36,8 @@ class Module {
   virtual std::string type_name() const = 0;
 
   // --- traversal (registration order; children's names prefixed "child.") ---
+  // A tensor registered under several names (tied weights) is listed once,
+  // under its first name, so optimizers and counts see it once.
   std::vector<std::pair<std::string, Tensor>> named_parameters(bool recurse = true) const;
   std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true) const;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const;
@@ -43,7 +45,9 @@ class Module {
   int64_t num_parameters() const;  // total element count
 
   // --- state ---
-  // Parameters and buffers by dotted name; the tensors share this module's data.
+  // Parameters and buffers by dotted name (every name, tied ones included).
+  // The entries are detached aliases: they share this module's data but carry
+  // no autograd state, like PyTorch's state_dict.
   StateDict state_dict() const;
   // Copies values in by name. strict: every key must match in name and shape,
   // and the error lists every missing, unexpected and mismatched key at once.
@@ -55,11 +59,14 @@ class Module {
   void train(bool on = true);
   void eval() { train(false); }
   bool is_training() const { return training_; }
+  // In place: every handle to a parameter sees the new data, and existing
+  // gradients are converted along with it.
   void to(DType dtype);  // floating-point parameters and buffers only
   void to(Device device);
   void zero_grad();  // clears every parameter's .grad()
 
-  // A PyTorch-style tree: "Sequential(\n  (0): Linear(in=3, out=64)\n ...)".
+  // PyTorch's print(model) tree:
+  // "Sequential(\n  (0): Linear(in_features=3, out_features=64, bias=True)\n ...)".
   std::string repr() const;
 
  protected:
@@ -88,5 +95,9 @@ class Module {
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };
+
+// Python's repr of a float ("1.0", "1e-05"), for extra_repr() texts that read
+// like PyTorch's print(model).
+std::string repr_float(double value);
 
 }  // namespace tide::nn

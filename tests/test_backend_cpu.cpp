@@ -11,6 +11,7 @@
 #include <limits>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backends/backend.h"
@@ -1122,6 +1123,36 @@ TEST_CASE("matmul results do not depend on the thread count", "[backend][matmul]
     INFO("matmul " << m << "x" << k << " @ " << k << "x" << n);
     CHECK(std::memcmp(c1.values.data(), c2.values.data(), c1.values.size() * 4) == 0);
   }
+}
+
+TEST_CASE("oneDNN plans: bounded cache, safe with concurrent callers", "[backend][matmul]") {
+  // More distinct shapes than the cache holds: results stay right, size stays bounded.
+  for (int64_t extra = 0; extra < 300; ++extra) {
+    const int64_t n = cpu::onednn::kEltwiseMinElements + extra;
+    Host<float> x = random_host<float>({n}, -2, 2, uint64_t(extra)), y({n});
+    backend().unary(UnaryOp::Tanh, y.view(), x.view(), 0, 0);
+    REQUIRE(close(y.values[n - 1], std::tanh(double(x.values[n - 1])), 2e-6));
+  }
+  CHECK(cpu::onednn::cached_plans() <= 256);
+  // Two application threads running the same cached plans at once.
+  auto worker = [](uint64_t seed, bool* ok) {
+    Host<float> a = random_host<float>({64, 96}, -1, 1, seed),
+                b = random_host<float>({96, 80}, -1, 1, seed + 1);
+    Host<float> c({64, 80});
+    *ok = true;
+    for (int iter = 0; iter < 200 && *ok; ++iter) {
+      backend().matmul(c.view(), a.view(), b.view(), ArrayView{}, Epilogue::None);
+      double want = 0;
+      for (int k = 0; k < 96; ++k) want += a.at({5, k}) * b.at({k, 7});
+      *ok = close(c.at({5, 7}), want, 1e-5);
+    }
+  };
+  bool ok1 = false, ok2 = false;
+  std::thread t1(worker, 1, &ok1), t2(worker, 2, &ok2);
+  t1.join();
+  t2.join();
+  CHECK(ok1);
+  CHECK(ok2);
 }
 
 // ---------------------------------------------------------------------------

@@ -9,7 +9,6 @@
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/loops.h"
 #include "backends/cpu/math.h"
-#include "backends/cpu/onednn.h"
 
 namespace tide::cpu {
 
@@ -170,7 +169,6 @@ void CpuBackend::binary(BinaryOp op, const ArrayView& dst, const ArrayView& a, c
   if (n == 0) return;
   switch (a.dtype) {
     case DType::Float32:
-      if (n >= onednn::kEltwiseMinElements && onednn::try_binary(op, dst, a, b)) return;
       return binary_float<float>(op, dst, a, b, static_cast<float>(alpha),
                                  static_cast<float>(beta));
     case DType::Float64:

@@ -18,3 +18,7 @@
 #else
 #define TIDE_VECTOR_CLONES
 #endif
+
+// For small helpers that must be inlined into the cloned loops above (an
+// out-of-line call would stop the loop from vectorizing).
+#define TIDE_ALWAYS_INLINE [[gnu::always_inline]] inline

@@ -10,9 +10,12 @@
 //   2. for_each_row() walks a flat index range [begin, end) row by row (a row
 //      is a run along the innermost dim), which lets parallel_for() hand each
 //      thread one contiguous range.
-//   3. map1/map2/map3 run the innermost loop with fast paths for the common
-//      stride patterns (all 1, or one operand a broadcast scalar) written as
-//      plain indexed loops that the compiler vectorizes.
+//   3. map0..map3 run the innermost loop. Before building a plan at all they
+//      try the flat fast paths (everything contiguous, or one input a broadcast
+//      scalar), and map2 also has a whole-rows path for [M, N] op [N] and
+//      [M, N] op [M, 1]. The innermost loops are plain indexed loops in small
+//      functions compiled per instruction set (TIDE_VECTOR_CLONES), which the
+//      compiler vectorizes.
 #pragma once
 
 #include <omp.h>
@@ -172,6 +175,20 @@ template <typename Out, typename A, typename B, typename F>
 TIDE_VECTOR_CLONES void map_run_scalar_a(Out* o, A x, const B* y, int64_t n, F f) {
   for (int64_t i = 0; i < n; ++i) o[i] = f(x, y[i]);
 }
+// `rows` rows of n elements each: row r of each operand starts r * row_step
+// elements further on; within a row a and b step by kStepA / kStepB (1, or 0
+// for a broadcast value). This covers the broadcast patterns of a bias add,
+// [M, N] + [N] and [M, N] + [M, 1], in one call.
+template <int kStepA, int kStepB, typename Out, typename A, typename B, typename F>
+TIDE_VECTOR_CLONES void map_rows(Out* o, const A* x, const B* y, int64_t rows, int64_t n,
+                                 int64_t o_row_step, int64_t x_row_step, int64_t y_row_step, F f) {
+  for (int64_t r = 0; r < rows; ++r) {
+    Out* orow = o + r * o_row_step;
+    const A* xrow = x + r * x_row_step;
+    const B* yrow = y + r * y_row_step;
+    for (int64_t i = 0; i < n; ++i) orow[i] = f(xrow[i * kStepA], yrow[i * kStepB]);
+  }
+}
 template <typename Out, typename A, typename B, typename C, typename F>
 TIDE_VECTOR_CLONES void map_run(Out* o, const A* x, const B* y, const C* z, int64_t n, F f) {
   for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i], z[i]);
@@ -261,6 +278,24 @@ void map2(const ArrayView& dst, const ArrayView& a, const ArrayView& b, F f,
   }
   const auto plan = make_loop_plan<3>({&dst, &a, &b});
   const int64_t so = plan.inner_stride(0), sa = plan.inner_stride(1), sb = plan.inner_stride(2);
+  if (plan.rank == 2 && so == 1 && (sa == 1 || sb == 1) && sa <= 1 && sb <= 1) {
+    // Two dims with a broadcast: whole rows at a time.
+    const int64_t n = plan.sizes[1];
+    const int64_t ro = plan.strides[0][0], ra = plan.strides[1][0], rb = plan.strides[2][0];
+    parallel_for(plan.sizes[0], std::max<int64_t>(1, grain / n), [&](int64_t r0, int64_t r1) {
+      Out* o = out + r0 * ro;
+      const A* x = pa + r0 * ra;
+      const B* y = pb + r0 * rb;
+      if (sa == 1 && sb == 1) {
+        map_rows<1, 1>(o, x, y, r1 - r0, n, ro, ra, rb, f);
+      } else if (sa == 1) {
+        map_rows<1, 0>(o, x, y, r1 - r0, n, ro, ra, rb, f);
+      } else {
+        map_rows<0, 1>(o, x, y, r1 - r0, n, ro, ra, rb, f);
+      }
+    });
+    return;
+  }
   run_plan(plan, grain, [&](const int64_t* off, int64_t n) {
     Out* o = out + off[0];
     const A* x = pa + off[1];

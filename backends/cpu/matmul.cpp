@@ -1,19 +1,19 @@
 // matmul: dst[..., M, N] = epilogue(a[..., M, K] @ b[..., K, N] + bias[N]).
 //
 // Large float32 problems go to oneDNN (onednn.cpp). Everything else (small
-// float32, float64, int64) runs the plain loops below, which pick one of three
-// 2-D kernels by the operands' strides:
+// float32, float64, int64) runs the plain loops below:
 //   rows_kernel  b and dst rows contiguous: i-k-j order, blocked over k and j
 //                so a block of b stays in cache while four rows of dst
-//                accumulate from it;
-//   dot_kernel   a rows and b columns contiguous (b is a transposed matrix,
-//                e.g. a Linear weight): one dot product per output;
-//   any_kernel   anything else.
+//                accumulate from it. A b whose rows are not contiguous (a
+//                transposed Linear weight) is first copied into a contiguous
+//                buffer: O(K N) copies against O(M N K) multiply-adds.
+//   any_kernel   a strided dst (rare): one strided dot product per output.
 #include "backends/cpu/kernel_config.h"  // first: compiler settings for kernels
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/loops.h"
@@ -109,20 +109,6 @@ TIDE_VECTOR_CLONES void rows_kernel(const Gemm<T>& g, int64_t i0, int64_t i1) {
 }
 
 template <typename T>
-TIDE_VECTOR_CLONES void dot_kernel(const Gemm<T>& g, int64_t i0, int64_t i1) {
-  for (int64_t i = i0; i < i1; ++i) {
-    const T* a = g.a + i * g.a_row;
-    for (int64_t j = 0; j < g.n; ++j) {
-      const T* b = g.b + j * g.b_col;
-      T acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t kk = 0; kk < g.k; ++kk) acc += a[kk] * b[kk];
-      g.c[i * g.c_row + j * g.c_col] = acc;
-    }
-  }
-}
-
-template <typename T>
 void any_kernel(const Gemm<T>& g, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; ++i)
     for (int64_t j = 0; j < g.n; ++j) {
@@ -140,8 +126,6 @@ void gemm_rows(const Gemm<T>& g, int64_t i0, int64_t i1, const T* bias, Epilogue
       for (int64_t j = 0; j < g.n; ++j) g.c[i * g.c_row + j * g.c_col] = T(0);
   } else if (g.b_col == 1 && g.c_col == 1) {
     rows_kernel(g, i0, i1);
-  } else if (g.a_col == 1 && g.b_row == 1) {
-    dot_kernel(g, i0, i1);
   } else {
     any_kernel(g, i0, i1);
   }
@@ -205,15 +189,42 @@ void check_matmul_args(const ArrayView& dst, const ArrayView& a, const ArrayView
   }
 }
 
+// A contiguous copy of b's matrices (batch dims that b broadcasts with stride
+// 0 stay broadcast, so they are copied once).
+struct PackedOperand {
+  std::vector<char> storage;
+  ArrayView view;
+};
+
+PackedOperand pack_rows(CpuBackend& backend, const ArrayView& b) {
+  PackedOperand packed;
+  packed.view = b;
+  int64_t stride = 1;
+  for (int d = b.rank() - 1; d >= 0; --d) {
+    const bool broadcast = d < b.rank() - 2 && b.strides[d] == 0;
+    packed.view.strides[d] = broadcast ? 0 : stride;
+    if (!broadcast) stride *= b.shape[d];
+  }
+  packed.storage.resize(stride * dtype_size(b.dtype));
+  packed.view.data = packed.storage.data();
+  backend.copy(packed.view, b);
+  return packed;
+}
+
 }  // namespace
 
 void CpuBackend::matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b,
                         const ArrayView& bias, Epilogue epilogue) {
   check_matmul_args(dst, a, b, bias, epilogue);
   if (dst.numel() == 0) return;
+  if (dst.dtype == DType::Float32 && onednn::try_matmul(dst, a, b, bias, epilogue)) return;
+  const int r = dst.rank();
+  if (b.strides[r - 1] != 1 && b.shape[r - 1] > 1 && dst.strides[r - 1] == 1) {
+    const PackedOperand packed = pack_rows(*this, b);
+    return matmul(dst, a, packed.view, bias, epilogue);
+  }
   switch (dst.dtype) {
     case DType::Float32:
-      if (onednn::try_matmul(dst, a, b, bias, epilogue)) return;
       return matmul_loops<float>(dst, a, b, bias, epilogue);
     case DType::Float64:
       return matmul_loops<double>(dst, a, b, bias, epilogue);

@@ -39,7 +39,7 @@ void check_float(const char* op, DType dtype) {
 
 // One row of softmax (or log-softmax): shift by the max, exponentiate, normalise.
 template <typename T>
-TIDE_VECTOR_CLONES void softmax_row(T* y, const T* x, int64_t c, bool log) {
+TIDE_ALWAYS_INLINE void softmax_row(T* y, const T* x, int64_t c, bool log) {
   T max = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : max)
   for (int64_t j = 0; j < c; ++j) max = x[j] > max ? x[j] : max;
@@ -62,7 +62,7 @@ TIDE_VECTOR_CLONES void softmax_row(T* y, const T* x, int64_t c, bool log) {
 // softmax:     grad_x = y * (g - sum(g * y))
 // log_softmax: grad_x = g - exp(y) * sum(g)
 template <typename T>
-TIDE_VECTOR_CLONES void softmax_backward_row(T* gx, const T* g, const T* y, int64_t c, bool log) {
+TIDE_ALWAYS_INLINE void softmax_backward_row(T* gx, const T* g, const T* y, int64_t c, bool log) {
   T sum = 0;
   if (log) {
 #pragma omp simd reduction(+ : sum)
@@ -75,20 +75,32 @@ TIDE_VECTOR_CLONES void softmax_backward_row(T* gx, const T* g, const T* y, int6
   }
 }
 
+// The row loops run inside one function compiled per instruction set, so a
+// short row costs a loop iteration rather than a call.
+template <typename T>
+TIDE_VECTOR_CLONES void softmax_row_range(T* y, const T* x, int64_t r0, int64_t r1, int64_t c,
+                                          bool log) {
+  for (int64_t r = r0; r < r1; ++r) softmax_row(y + r * c, x + r * c, c, log);
+}
+
+template <typename T>
+TIDE_VECTOR_CLONES void softmax_backward_row_range(T* gx, const T* g, const T* y, int64_t r0,
+                                                   int64_t r1, int64_t c, bool log) {
+  for (int64_t r = r0; r < r1; ++r) softmax_backward_row(gx + r * c, g + r * c, y + r * c, c, log);
+}
+
 template <typename T>
 void softmax_rows(T* y, const T* x, Rows rows, bool log) {
   const int64_t c = rows.length;
-  parallel_for(rows.count, std::max<int64_t>(1, kGrainCostly / c), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) softmax_row(y + r * c, x + r * c, c, log);
-  });
+  parallel_for(rows.count, std::max<int64_t>(1, kGrainCostly / c),
+               [&](int64_t r0, int64_t r1) { softmax_row_range(y, x, r0, r1, c, log); });
 }
 
 template <typename T>
 void softmax_backward_rows(T* gx, const T* g, const T* y, Rows rows, bool log) {
   const int64_t c = rows.length;
   parallel_for(rows.count, std::max<int64_t>(1, kGrainCostly / c), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r)
-      softmax_backward_row(gx + r * c, g + r * c, y + r * c, c, log);
+    softmax_backward_row_range(gx, g, y, r0, r1, c, log);
   });
 }
 
@@ -127,22 +139,23 @@ void CpuBackend::softmax_backward(const ArrayView& grad_src, const ArrayView& gr
 
 namespace {
 
-// One row of layer norm. Row statistics are accumulated in double, so float32
-// inputs with a large mean do not lose their variance to cancellation.
+// One row of layer norm. The variance is taken around the mean in a second
+// pass (not as E[x^2] - E[x]^2), so rows with a large mean keep their
+// accuracy; sums run in T like PyTorch's (double sums of short rows were
+// latency bound and 2x slower).
 template <typename T>
-TIDE_VECTOR_CLONES void layer_norm_row(T* y, T& mean_out, T& rstd_out, const T* x, const T* w,
+TIDE_ALWAYS_INLINE void layer_norm_row(T* y, T& mean_out, T& rstd_out, const T* x, const T* w,
                                        const T* b, int64_t c, double eps) {
-  double sum = 0;
+  T sum = 0;
 #pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < c; ++j) sum += double(x[j]);
-  const double mean = sum / double(c);
-  double sq = 0;
+  for (int64_t j = 0; j < c; ++j) sum += x[j];
+  const T m = sum / T(c);
+  T sq = 0;
 #pragma omp simd reduction(+ : sq)
-  for (int64_t j = 0; j < c; ++j) sq += (double(x[j]) - mean) * (double(x[j]) - mean);
-  const double rstd = 1.0 / std::sqrt(sq / double(c) + eps);
-  mean_out = T(mean);
-  rstd_out = T(rstd);
-  const T m = T(mean), s = T(rstd);
+  for (int64_t j = 0; j < c; ++j) sq += (x[j] - m) * (x[j] - m);
+  const T s = T(1) / std::sqrt(sq / T(c) + T(eps));
+  mean_out = m;
+  rstd_out = s;
   if (w != nullptr && b != nullptr) {
     for (int64_t j = 0; j < c; ++j) y[j] = (x[j] - m) * s * w[j] + b[j];
   } else if (w != nullptr) {
@@ -157,16 +170,16 @@ TIDE_VECTOR_CLONES void layer_norm_row(T* y, T& mean_out, T& rstd_out, const T* 
 // grad_x for one row. With xhat = (x - mean) * rstd and dy = g * w:
 //   grad_x = rstd * (dy - mean(dy) - xhat * mean(dy * xhat))
 template <typename T>
-TIDE_VECTOR_CLONES void layer_norm_backward_row(T* gx, const T* g, const T* x, T m, T s, const T* w,
+TIDE_ALWAYS_INLINE void layer_norm_backward_row(T* gx, const T* g, const T* x, T m, T s, const T* w,
                                                 int64_t c) {
-  double sum_dy = 0, sum_dy_xhat = 0;
+  T sum_dy = 0, sum_dy_xhat = 0;
 #pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
   for (int64_t j = 0; j < c; ++j) {
     const T dy = w != nullptr ? g[j] * w[j] : g[j];
-    sum_dy += double(dy);
-    sum_dy_xhat += double(dy) * double((x[j] - m) * s);
+    sum_dy += dy;
+    sum_dy_xhat += dy * ((x[j] - m) * s);
   }
-  const T a = T(sum_dy / double(c)), b = T(sum_dy_xhat / double(c));
+  const T a = sum_dy / T(c), b = sum_dy_xhat / T(c);
   for (int64_t j = 0; j < c; ++j) {
     const T dy = w != nullptr ? g[j] * w[j] : g[j];
     gx[j] = s * (dy - a - (x[j] - m) * s * b);
@@ -184,12 +197,27 @@ TIDE_VECTOR_CLONES void accumulate_param_grads(double* acc_w, double* acc_b, con
 }
 
 template <typename T>
+TIDE_VECTOR_CLONES void layer_norm_row_range(T* y, T* mean, T* rstd, const T* x, const T* w,
+                                             const T* b, int64_t r0, int64_t r1, int64_t c,
+                                             double eps) {
+  for (int64_t r = r0; r < r1; ++r)
+    layer_norm_row(y + r * c, mean[r], rstd[r], x + r * c, w, b, c, eps);
+}
+
+template <typename T>
+TIDE_VECTOR_CLONES void layer_norm_backward_row_range(T* gx, const T* g, const T* x, const T* mean,
+                                                      const T* rstd, const T* w, int64_t r0,
+                                                      int64_t r1, int64_t c) {
+  for (int64_t r = r0; r < r1; ++r)
+    layer_norm_backward_row(gx + r * c, g + r * c, x + r * c, mean[r], rstd[r], w, c);
+}
+
+template <typename T>
 void layer_norm_rows(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, Rows rows,
                      double eps) {
   const int64_t c = rows.length;
   parallel_for(rows.count, std::max<int64_t>(1, kGrainCheap / c), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r)
-      layer_norm_row(y + r * c, mean[r], rstd[r], x + r * c, w, b, c, eps);
+    layer_norm_row_range(y, mean, rstd, x, w, b, r0, r1, c, eps);
   });
 }
 
@@ -199,8 +227,7 @@ void layer_norm_backward_rows(T* gx, T* gw, T* gb, const T* g, const T* x, const
                               const T* rstd, const T* w, Rows rows) {
   const int64_t c = rows.length;
   parallel_for(rows.count, std::max<int64_t>(1, kGrainCheap / c), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r)
-      layer_norm_backward_row(gx + r * c, g + r * c, x + r * c, mean[r], rstd[r], w, c);
+    layer_norm_backward_row_range(gx, g, x, mean, rstd, w, r0, r1, c);
   });
   if (gw == nullptr && gb == nullptr) return;
   // Column sums: each thread owns chunks of columns and adds rows in order, so

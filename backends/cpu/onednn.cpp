@@ -1,12 +1,16 @@
+// oneDNN fast paths (see onednn.h). Everything oneDNN-specific stays in this
+// file, written against names that survive in oneDNN v3 (softmax_v2,
+// eltwise_gelu_erf, ...), so a port only touches the descriptor code here.
 #include "backends/cpu/onednn.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
-#include <vector>
 
 #include "backends/cpu/loops.h"
 #include "backends/cpu/math.h"
@@ -34,14 +38,16 @@ dnnl::stream& thread_stream() {
 }
 
 // ---------------------------------------------------------------------------
-// The plan cache
+// Plans and the plan cache
 // ---------------------------------------------------------------------------
 
-// Everything that defines a primitive, as a flat list of words.
+// Everything that defines a primitive, as a short list of words. Fixed
+// capacity, so building a key on every call allocates nothing.
 class Key {
  public:
   Key& add(int64_t v) {
-    words_.push_back(v);
+    TIDE_CHECK(size_ < kMaxWords, "onednn: plan key overflow");
+    words_[size_++] = v;
     return *this;
   }
   Key& add(double v) {
@@ -49,39 +55,52 @@ class Key {
     std::memcpy(&bits, &v, sizeof bits);
     return add(bits);
   }
-  Key& add(const memory::dims& dims) {
-    add(static_cast<int64_t>(dims.size()));
-    for (int64_t d : dims) add(d);
-    return *this;
+  bool operator==(const Key& other) const {
+    return size_ == other.size_ && std::equal(words_, words_ + size_, other.words_);
   }
-  bool operator==(const Key& other) const = default;
   size_t hash() const {
     uint64_t h = 1469598103934665603ull;  // FNV-1a over the words
-    for (int64_t w : words_) h = (h ^ static_cast<uint64_t>(w)) * 1099511628211ull;
+    for (int i = 0; i < size_; ++i) h = (h ^ static_cast<uint64_t>(words_[i])) * 1099511628211ull;
     return static_cast<size_t>(h);
   }
 
  private:
-  std::vector<int64_t> words_;
+  static constexpr int kMaxWords = 64;
+  int64_t words_[kMaxWords];
+  int size_ = 0;
 };
 
 struct KeyHash {
   size_t operator()(const Key& k) const { return k.hash(); }
 };
 
-// A built primitive; ok == false records that oneDNN has no implementation.
+// A built primitive with one memory object per argument. Each call points
+// the memory objects at the caller's buffers (set_data_handle), which costs
+// far less than creating them (~300 ns each).
 struct Plan {
   dnnl::primitive primitive;
-  bool ok = false;
+  std::unordered_map<int, memory> args;
+  std::mutex mutex;  // one caller at a time rebinds and runs this plan
 };
+// Null means oneDNN has no implementation for that key (remembered too).
+using PlanPtr = std::shared_ptr<Plan>;
 
-// Key -> Plan with least-recently-used eviction. Plans are returned by value
-// (a primitive is a reference-counted handle), so an eviction never pulls a
-// primitive from under a thread that is running it.
+// A plan running primitive descriptor `pd`, with a memory object per argument.
+template <typename PrimitiveDesc>
+PlanPtr make_plan(const PrimitiveDesc& pd,
+                  std::initializer_list<std::pair<int, memory::desc>> args) {
+  auto plan = std::make_shared<Plan>();
+  plan->primitive = dnnl::primitive(pd);
+  for (const auto& [id, md] : args) plan->args.emplace(id, memory(md, cpu_engine(), nullptr));
+  return plan;
+}
+
+// Key -> plan with least-recently-used eviction. Plans are shared pointers,
+// so an eviction never frees a plan that another thread is running.
 class PlanCache {
  public:
   template <typename Build>
-  Plan get(const Key& key, Build&& build) {
+  PlanPtr get(const Key& key, Build&& build) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       auto it = index_.find(key);
@@ -90,13 +109,12 @@ class PlanCache {
         return it->second->second;
       }
     }
-    // Built outside the lock: primitive creation can take a millisecond.
-    Plan plan;
+    // Built outside the lock: creating a primitive can take a millisecond.
+    PlanPtr plan;
     try {
-      plan.primitive = build();
-      plan.ok = true;
+      plan = build();
     } catch (const dnnl::error&) {
-      plan.ok = false;
+      plan = nullptr;  // unsupported layout or shape: the caller falls back
     }
     std::lock_guard<std::mutex> lock(mutex_);
     if (index_.find(key) == index_.end()) {
@@ -116,8 +134,8 @@ class PlanCache {
 
  private:
   std::mutex mutex_;
-  std::list<std::pair<Key, Plan>> lru_;  // most recently used first
-  std::unordered_map<Key, std::list<std::pair<Key, Plan>>::iterator, KeyHash> index_;
+  std::list<std::pair<Key, PlanPtr>> lru_;  // most recently used first
+  std::unordered_map<Key, std::list<std::pair<Key, PlanPtr>>::iterator, KeyHash> index_;
 };
 
 PlanCache& plan_cache() {
@@ -125,31 +143,18 @@ PlanCache& plan_cache() {
   return cache;
 }
 
-enum class Kind : int64_t { Eltwise, Binary, Matmul, Softmax };
-
-memory::desc f32_desc(const memory::dims& dims, const memory::dims& strides) {
-  return memory::desc(dims, memory::data_type::f32, strides);
-}
-
-// A Linear bias as oneDNN wants it: {1, ..., 1, N}, of the output's rank.
-memory::desc bias_desc(size_t rank, int64_t n) {
-  memory::dims dims(rank, 1), strides(rank, n);
-  dims[rank - 1] = n;
-  strides[rank - 1] = 1;
-  return memory::desc(dims, memory::data_type::f32, strides);
-}
-
-memory wrap(const memory::desc& md, const void* data) {
-  return memory(md, cpu_engine(), const_cast<void*>(data));
-}
-
-// Runs a primitive with the thread count Tide's own loops use.
-void execute(const dnnl::primitive& primitive, const std::unordered_map<int, memory>& args) {
+// Points the plan's arguments at the given buffers and runs it, with the
+// thread count Tide's own loops use.
+void run(Plan& plan, std::initializer_list<std::pair<int, const void*>> buffers) {
+  std::lock_guard<std::mutex> lock(plan.mutex);
+  for (const auto& [id, data] : buffers) plan.args.at(id).set_data_handle(const_cast<void*>(data));
   sync_omp_threads();
   dnnl::stream& stream = thread_stream();
-  primitive.execute(stream, args);
+  plan.primitive.execute(stream, plan.args);
   stream.wait();
 }
+
+enum class Kind : int64_t { Eltwise, Matmul, Softmax };
 
 // ---------------------------------------------------------------------------
 // Eltwise
@@ -196,14 +201,16 @@ bool eltwise_steps(UnaryOp op, double alpha, EltwiseStep& first, EltwiseStep& se
   }
 }
 
-Plan eltwise_plan(const EltwiseStep& step, const memory::dims& dims) {
+PlanPtr eltwise_plan(const EltwiseStep& step, int64_t n) {
   Key key;
-  key.add(int64_t(Kind::Eltwise)).add(dims);
-  key.add(int64_t(step.alg)).add(double(step.alpha)).add(double(step.beta));
+  key.add(int64_t(Kind::Eltwise)).add(n).add(int64_t(step.alg));
+  key.add(double(step.alpha)).add(double(step.beta));
   return plan_cache().get(key, [&] {
-    dnnl::eltwise_forward::desc desc(dnnl::prop_kind::forward_inference, step.alg,
-                                     f32_desc(dims, {1}), step.alpha, step.beta);
-    return dnnl::primitive(dnnl::eltwise_forward::primitive_desc(desc, cpu_engine()));
+    const memory::desc md({n}, memory::data_type::f32, memory::dims{1});
+    dnnl::eltwise_forward::desc desc(dnnl::prop_kind::forward_inference, step.alg, md, step.alpha,
+                                     step.beta);
+    dnnl::eltwise_forward::primitive_desc pd(desc, cpu_engine());
+    return make_plan(pd, {{DNNL_ARG_SRC, md}, {DNNL_ARG_DST, md}});
   });
 }
 
@@ -213,23 +220,13 @@ bool try_unary(UnaryOp op, const ArrayView& dst, const ArrayView& src, double al
   EltwiseStep first, second;
   if (!eltwise_steps(op, alpha, first, second)) return false;
   if (!dst.is_contiguous() || !src.is_contiguous()) return false;
-  const memory::dims dims = {dst.numel()};
-  const memory::desc md = f32_desc(dims, {1});
-  const Plan plan1 = eltwise_plan(first, dims);
-  if (!plan1.ok) return false;
-  Plan plan2;
-  if (second.alg != algorithm::undef) {
-    plan2 = eltwise_plan(second, dims);
-    if (!plan2.ok) return false;
-  }
-  const memory out = wrap(md, dst.data);
-  execute(plan1.primitive, {{DNNL_ARG_SRC, wrap(md, src.data)}, {DNNL_ARG_DST, out}});
-  if (plan2.ok) execute(plan2.primitive, {{DNNL_ARG_SRC, out}, {DNNL_ARG_DST, out}});
+  const int64_t n = dst.numel();
+  const PlanPtr plan1 = eltwise_plan(first, n);
+  const PlanPtr plan2 = second.alg != algorithm::undef ? eltwise_plan(second, n) : nullptr;
+  if (!plan1 || (second.alg != algorithm::undef && !plan2)) return false;
+  run(*plan1, {{DNNL_ARG_SRC, src.data}, {DNNL_ARG_DST, dst.data}});
+  if (plan2) run(*plan2, {{DNNL_ARG_SRC, dst.data}, {DNNL_ARG_DST, dst.data}});
   return true;
-}
-
-bool try_binary(BinaryOp op, const ArrayView& dst, const ArrayView& a, const ArrayView& b) {
-  return false;
 }
 
 // ---------------------------------------------------------------------------
@@ -238,9 +235,24 @@ bool try_binary(BinaryOp op, const ArrayView& dst, const ArrayView& a, const Arr
 
 namespace {
 
-// The oneDNN view of one matmul operand: dims and strides, batch dims first.
+// The oneDNN view of one matmul operand: batch dims first, then the matrix.
 struct Operand {
-  memory::dims dims, strides;
+  int rank = 0;
+  int64_t dims[kMaxDims], strides[kMaxDims];
+
+  void push(int64_t dim, int64_t stride) {
+    dims[rank] = dim;
+    strides[rank] = stride;
+    ++rank;
+  }
+  memory::desc desc() const {
+    return memory::desc(memory::dims(dims, dims + rank), memory::data_type::f32,
+                        memory::dims(strides, strides + rank));
+  }
+  void add_to(Key& key) const {
+    key.add(int64_t(rank));
+    for (int d = 0; d < rank; ++d) key.add(dims[d]).add(strides[d]);
+  }
 };
 
 // oneDNN wants one of the two matrix strides to be 1. A size-1 matrix dim may
@@ -248,30 +260,36 @@ struct Operand {
 // neither plain nor transposed.
 bool normalize_matrix_strides(int64_t rows, int64_t cols, int64_t& row_stride,
                               int64_t& col_stride) {
-  if (cols == 1)
+  if (cols == 1) {
     col_stride = 1;
-  else if (rows == 1 && col_stride != 1)
+  } else if (rows == 1 && col_stride != 1) {
     row_stride = 1;
+  }
   return row_stride == 1 || col_stride == 1;
 }
 
 // An Operand from the coalesced batch dims of `batches` (operand k) and a
-// matrix [rows, cols]. Batch dims with stride 0 become size 1: oneDNN
-// broadcasts those.
+// matrix [rows, cols]. Batch dims with stride 0 become size 1, which oneDNN
+// broadcasts.
 Operand make_operand(const LoopPlan<3>& batches, int k, int64_t rows, int64_t cols,
                      int64_t row_stride, int64_t col_stride) {
   Operand op;
   const int64_t span = (rows - 1) * row_stride + (cols - 1) * col_stride + 1;
   for (int d = 0; d < batches.rank; ++d) {
     const int64_t stride = batches.strides[k][d];
-    op.dims.push_back(stride == 0 ? 1 : batches.sizes[d]);
-    op.strides.push_back(stride == 0 ? span : stride);
+    op.push(stride == 0 ? 1 : batches.sizes[d], stride == 0 ? span : stride);
   }
-  op.dims.push_back(rows);
-  op.dims.push_back(cols);
-  op.strides.push_back(row_stride);
-  op.strides.push_back(col_stride);
+  op.push(rows, row_stride);
+  op.push(cols, col_stride);
   return op;
+}
+
+// A Linear bias as oneDNN wants it: {1, ..., 1, N}, of the output's rank.
+memory::desc bias_desc(int rank, int64_t n) {
+  memory::dims dims(rank, 1), strides(rank, n);
+  dims[rank - 1] = n;
+  strides[rank - 1] = 1;
+  return memory::desc(dims, memory::data_type::f32, strides);
 }
 
 void add_post_ops(Epilogue epilogue, dnnl::post_ops& ops) {
@@ -294,25 +312,31 @@ void add_post_ops(Epilogue epilogue, dnnl::post_ops& ops) {
   }
 }
 
-Plan matmul_plan(const Operand& a, const Operand& b, const Operand& dst, bool has_bias,
-                 Epilogue epilogue) {
+PlanPtr matmul_plan(const Operand& a, const Operand& b, const Operand& dst, bool has_bias,
+                    Epilogue epilogue) {
   Key key;
-  key.add(int64_t(Kind::Matmul)).add(a.dims).add(a.strides).add(b.dims).add(b.strides);
-  key.add(dst.dims).add(dst.strides).add(int64_t(has_bias)).add(int64_t(epilogue));
+  key.add(int64_t(Kind::Matmul));
+  a.add_to(key);
+  b.add_to(key);
+  dst.add_to(key);
+  key.add(int64_t(has_bias)).add(int64_t(epilogue));
   return plan_cache().get(key, [&] {
-    const memory::desc a_md = f32_desc(a.dims, a.strides), b_md = f32_desc(b.dims, b.strides),
-                       dst_md = f32_desc(dst.dims, dst.strides);
+    const memory::desc a_md = a.desc(), b_md = b.desc(), dst_md = dst.desc();
+    const memory::desc bias_md = bias_desc(dst.rank, dst.dims[dst.rank - 1]);
     dnnl::primitive_attr attr;
     dnnl::post_ops ops;
     add_post_ops(epilogue, ops);
     attr.set_post_ops(ops);
+    const auto desc = has_bias ? dnnl::matmul::desc(a_md, b_md, bias_md, dst_md)
+                               : dnnl::matmul::desc(a_md, b_md, dst_md);
+    dnnl::matmul::primitive_desc pd(desc, attr, cpu_engine());
     if (has_bias) {
-      const memory::desc bias_md = bias_desc(dst.dims.size(), dst.dims[dst.dims.size() - 1]);
-      dnnl::matmul::desc desc(a_md, b_md, bias_md, dst_md);
-      return dnnl::primitive(dnnl::matmul::primitive_desc(desc, attr, cpu_engine()));
+      return make_plan(pd, {{DNNL_ARG_SRC, a_md},
+                            {DNNL_ARG_WEIGHTS, b_md},
+                            {DNNL_ARG_BIAS, bias_md},
+                            {DNNL_ARG_DST, dst_md}});
     }
-    dnnl::matmul::desc desc(a_md, b_md, dst_md);
-    return dnnl::primitive(dnnl::matmul::primitive_desc(desc, attr, cpu_engine()));
+    return make_plan(pd, {{DNNL_ARG_SRC, a_md}, {DNNL_ARG_WEIGHTS, b_md}, {DNNL_ARG_DST, dst_md}});
   });
 }
 
@@ -336,39 +360,40 @@ bool try_matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, co
     batches.push_dim(dst.shape[d], {dst.strides[d], a.strides[d], b.strides[d]});
     batches.numel *= dst.shape[d];
   }
-  const Operand a_op = make_operand(batches, 1, m, k, a_row, a_col);
-  const Operand b_op = make_operand(batches, 2, k, n, b_row, b_col);
-  const Operand dst_op = make_operand(batches, 0, m, n, n, 1);
   const bool has_bias = bias.data != nullptr;
-
-  auto args = [&](const Plan& plan, const Operand& ao, const Operand& bo, const Operand& dso,
-                  int64_t a_off, int64_t b_off, int64_t dst_off) {
-    std::unordered_map<int, memory> map = {
-        {DNNL_ARG_SRC, wrap(f32_desc(ao.dims, ao.strides), a.ptr<float>() + a_off)},
-        {DNNL_ARG_WEIGHTS, wrap(f32_desc(bo.dims, bo.strides), b.ptr<float>() + b_off)},
-        {DNNL_ARG_DST, wrap(f32_desc(dso.dims, dso.strides), dst.ptr<float>() + dst_off)}};
-    if (has_bias) map.emplace(DNNL_ARG_BIAS, wrap(bias_desc(dso.dims.size(), n), bias.data));
-    return map;
+  auto run_at = [&](Plan& plan, int64_t dst_off, int64_t a_off, int64_t b_off) {
+    const float* bias_data = has_bias ? bias.ptr<float>() : nullptr;
+    if (has_bias) {
+      run(plan, {{DNNL_ARG_SRC, a.ptr<float>() + a_off},
+                 {DNNL_ARG_WEIGHTS, b.ptr<float>() + b_off},
+                 {DNNL_ARG_BIAS, bias_data},
+                 {DNNL_ARG_DST, dst.ptr<float>() + dst_off}});
+    } else {
+      run(plan, {{DNNL_ARG_SRC, a.ptr<float>() + a_off},
+                 {DNNL_ARG_WEIGHTS, b.ptr<float>() + b_off},
+                 {DNNL_ARG_DST, dst.ptr<float>() + dst_off}});
+    }
   };
 
   // One batched primitive when oneDNN accepts the batch strides...
-  Plan plan = matmul_plan(a_op, b_op, dst_op, has_bias, epilogue);
-  if (plan.ok) {
-    execute(plan.primitive, args(plan, a_op, b_op, dst_op, 0, 0, 0));
+  const PlanPtr batched = matmul_plan(make_operand(batches, 1, m, k, a_row, a_col),
+                                      make_operand(batches, 2, k, n, b_row, b_col),
+                                      make_operand(batches, 0, m, n, n, 1), has_bias, epilogue);
+  if (batched) {
+    run_at(*batched, 0, 0, 0);
     return true;
   }
   if (batches.rank == 0) return false;
-  // ...else one 2-D primitive run batch by batch.
+  // ...else one 2-D primitive, run batch by batch.
   const LoopPlan<3> none;
-  const Operand a2 = make_operand(none, 1, m, k, a_row, a_col);
-  const Operand b2 = make_operand(none, 2, k, n, b_row, b_col);
-  const Operand d2 = make_operand(none, 0, m, n, n, 1);
-  plan = matmul_plan(a2, b2, d2, has_bias, epilogue);
-  if (!plan.ok) return false;
+  const PlanPtr single = matmul_plan(make_operand(none, 1, m, k, a_row, a_col),
+                                     make_operand(none, 2, k, n, b_row, b_col),
+                                     make_operand(none, 0, m, n, n, 1), has_bias, epilogue);
+  if (!single) return false;
   for (int64_t i = 0; i < batches.numel; ++i) {
     int64_t off[3];
     offsets_at(batches, i, off);
-    execute(plan.primitive, args(plan, a2, b2, d2, off[1], off[2], off[0]));
+    run_at(*single, off[0], off[1], off[2]);
   }
   return true;
 }
@@ -381,17 +406,17 @@ bool try_softmax(const ArrayView& dst, const ArrayView& src, bool log) {
   const int64_t n = src.numel();
   const int64_t row = src.rank() == 0 ? 1 : src.shape[src.rank() - 1];
   if (n < kSoftmaxMinElements || row < kSoftmaxMinRow) return false;
-  const memory::dims dims = {n / row, row};
-  const memory::desc md = f32_desc(dims, {row, 1});
   const algorithm alg = log ? algorithm::softmax_log : algorithm::softmax_accurate;
   Key key;
-  key.add(int64_t(Kind::Softmax)).add(dims).add(int64_t(alg));
-  Plan plan = plan_cache().get(key, [&] {
+  key.add(int64_t(Kind::Softmax)).add(n / row).add(row).add(int64_t(alg));
+  const PlanPtr plan = plan_cache().get(key, [&] {
+    const memory::desc md({n / row, row}, memory::data_type::f32, memory::dims{row, 1});
     dnnl::softmax_v2_forward::desc desc(dnnl::prop_kind::forward_inference, alg, md, md, 1);
-    return dnnl::primitive(dnnl::softmax_v2_forward::primitive_desc(desc, cpu_engine()));
+    dnnl::softmax_v2_forward::primitive_desc pd(desc, cpu_engine());
+    return make_plan(pd, {{DNNL_ARG_SRC, md}, {DNNL_ARG_DST, md}});
   });
-  if (!plan.ok) return false;
-  execute(plan.primitive, {{DNNL_ARG_SRC, wrap(md, src.data)}, {DNNL_ARG_DST, wrap(md, dst.data)}});
+  if (!plan) return false;
+  run(*plan, {{DNNL_ARG_SRC, src.data}, {DNNL_ARG_DST, dst.data}});
   return true;
 }
 

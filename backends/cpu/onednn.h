@@ -21,12 +21,11 @@ namespace tide::cpu::onednn {
 // see the backend report). Elementwise: in elements. Matmul: M * N * K.
 // Softmax: in elements, and rows must be at least kSoftmaxMinRow long.
 inline constexpr int64_t kEltwiseMinElements = 8192;
-inline constexpr int64_t kMatmulMinWork = 64 * 64 * 64;
-inline constexpr int64_t kSoftmaxMinElements = 16384;
-inline constexpr int64_t kSoftmaxMinRow = 32;
+inline constexpr int64_t kMatmulMinWork = 8192;
+inline constexpr int64_t kSoftmaxMinElements = 65536;
+inline constexpr int64_t kSoftmaxMinRow = 256;
 
 bool try_unary(UnaryOp op, const ArrayView& dst, const ArrayView& src, double alpha, double beta);
-bool try_binary(BinaryOp op, const ArrayView& dst, const ArrayView& a, const ArrayView& b);
 bool try_matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, const ArrayView& bias,
                 Epilogue epilogue);
 bool try_softmax(const ArrayView& dst, const ArrayView& src, bool log);

@@ -34,7 +34,7 @@ struct SumOp {
   static Acc init() { return 0; }
   static Acc step(Acc acc, T x) { return acc + Acc(x); }
   static Acc merge(Acc a, Acc b) { return a + b; }
-  TIDE_VECTOR_CLONES static Acc run(const T* x, int64_t n, int64_t stride) {
+  TIDE_ALWAYS_INLINE static Acc run(const T* x, int64_t n, int64_t stride) {
     Acc acc = 0;
     if (stride == 1) {
 #pragma omp simd reduction(+ : acc)
@@ -52,7 +52,7 @@ struct ProdOp {
   static Acc init() { return 1; }
   static Acc step(Acc acc, T x) { return acc * Acc(x); }
   static Acc merge(Acc a, Acc b) { return a * b; }
-  TIDE_VECTOR_CLONES static Acc run(const T* x, int64_t n, int64_t stride) {
+  TIDE_ALWAYS_INLINE static Acc run(const T* x, int64_t n, int64_t stride) {
     Acc acc = 1;
     for (int64_t i = 0; i < n; ++i) acc *= Acc(x[i * stride]);
     return acc;
@@ -80,7 +80,7 @@ struct ExtremumOp {
       return (kIsMax ? x > acc : x < acc) ? x : acc;
   }
   static Acc merge(Acc a, Acc b) { return step(a, b); }
-  TIDE_VECTOR_CLONES static Acc run(const T* x, int64_t n, int64_t stride) {
+  TIDE_ALWAYS_INLINE static Acc run(const T* x, int64_t n, int64_t stride) {
     if constexpr (std::is_same_v<T, bool>) {
       Acc acc = init();
       for (int64_t i = 0; i < n; ++i) acc = step(acc, x[i * stride]);
@@ -147,13 +147,29 @@ ReducePlan make_reduce_plan(const ArrayView& dst, const ArrayView& src) {
 }
 
 // Reduces the flat range [begin, end) of the reduced dims starting at `base`.
+// Op::run compiled per instruction set.
+template <typename Op, typename In>
+TIDE_VECTOR_CLONES typename Op::Acc reduce_run(const In* x, int64_t n, int64_t stride) {
+  return Op::run(x, n, stride);
+}
+
+// Many outputs whose reductions are each one short contiguous run (a sum over
+// the last dim): one call for all of them, so the per-output cost is a loop
+// iteration rather than a function call. Same arithmetic as reduce_one.
+template <typename Op, typename In, typename Out>
+TIDE_VECTOR_CLONES void reduce_short_runs(Out* out, int64_t out_stride, const In* x,
+                                          int64_t x_stride, int64_t outputs, int64_t n) {
+  for (int64_t i = 0; i < outputs; ++i)
+    out[i * out_stride] = static_cast<Out>(Op::merge(Op::init(), Op::run(x + i * x_stride, n, 1)));
+}
+
 template <typename Op, typename In>
 typename Op::Acc reduce_range(const LoopPlan<1>& reduced, const In* base, int64_t begin,
                               int64_t end) {
   typename Op::Acc acc = Op::init();
   const int64_t stride = reduced.inner_stride(0);
   for_each_row(reduced, begin, end, [&](const int64_t* off, int64_t n) {
-    acc = Op::merge(acc, Op::run(base + off[0], n, stride));
+    acc = Op::merge(acc, reduce_run<Op>(base + off[0], n, stride));
   });
   return acc;
 }
@@ -193,6 +209,12 @@ void reduce_inner(const ReducePlan& plan, Out* dst, const In* src) {
   }
   const int64_t grain = std::max<int64_t>(1, kGrainCheap / std::max<int64_t>(n_red, 1));
   const int64_t sd = plan.kept.inner_stride(0), ss = plan.kept.inner_stride(1);
+  if (plan.reduced.rank == 1 && plan.reduced.inner_stride(0) == 1 && n_blocks == 1) {
+    run_plan(plan.kept, grain, [&](const int64_t* off, int64_t n) {
+      reduce_short_runs<Op>(dst + off[0], sd, src + off[1], ss, n, n_red);
+    });
+    return;
+  }
   run_plan(plan.kept, grain, [&](const int64_t* off, int64_t n) {
     for (int64_t i = 0; i < n; ++i)
       dst[off[0] + i * sd] = static_cast<Out>(reduce_one<Op>(plan.reduced, src + off[1] + i * ss));

@@ -18,8 +18,8 @@ namespace {
 
 template <typename T>
 void unary_float(UnaryOp op, const ArrayView& dst, const ArrayView& src, T alpha, T beta) {
-  // Cheap ops are memory bound; costly ones (a libm call per element) are
-  // worth threads at smaller sizes.
+  // Cheap ops are memory bound; costly ones (a transcendental per element)
+  // are worth threads at smaller sizes.
   auto cheap = [&](auto f) { map1<T, T>(dst, src, f, kGrainCheap); };
   auto costly = [&](auto f) { map1<T, T>(dst, src, f, kGrainCostly); };
   switch (op) {

@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <limits>
 
-#define TIDE_ALWAYS_INLINE [[gnu::always_inline]] inline
+#include "backends/cpu/kernel_config.h"
 
 namespace tide::cpu::vec {
 
