@@ -312,7 +312,7 @@ TEST_CASE("paths: conversions pass gradients to the prediction", "[flow][path][g
   REQUIRE(gradgradcheck(fn, {pred}));
 }
 
-TEST_CASE("paths: float32 and [B, C, H] shapes", "[flow][path]") {
+TEST_CASE("paths: float32 and (B, C, H) shapes", "[flow][path]") {
   Generator gen(40);
   Tensor x0 = randn({2, 3, 4}, gen), x1 = randn({2, 3, 4}, gen);
   Tensor t = tensor({0.25f, 0.75f});
@@ -494,7 +494,7 @@ TEST_CASE("matchers: PathMatcher samples any affine path", "[flow][matcher]") {
   });
 }
 
-TEST_CASE("matchers: sample draws t in [0, 1) and noise, deterministically", "[flow][matcher]") {
+TEST_CASE("matchers: sample draws t in (0, 1) and noise, deterministically", "[flow][matcher]") {
   Generator data(500);
   Tensor x0 = randn({64, 2}, data), x1 = randn({64, 2}, data);
   for (const std::string& name : matcher_names()) {

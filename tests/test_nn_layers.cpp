@@ -673,7 +673,7 @@ TEST_CASE("Dropout: scaled Bernoulli mask in training, identity in eval", "[nn][
 // Time embeddings
 // ---------------------------------------------------------------------------
 
-TEST_CASE("SinusoidalTimeEmbedding: [cos | sin] of t times geometric frequencies", "[nn][layers]") {
+TEST_CASE("SinusoidalTimeEmbedding: (cos | sin) of t times geometric frequencies", "[nn][layers]") {
   Tensor t = tensor({0.0, 0.25, 1.0, 7.5});
   for (int64_t dim : {8, 7}) {
     INFO("dim " << dim);
@@ -724,7 +724,7 @@ TEST_CASE("SinusoidalTimeEmbedding: [cos | sin] of t times geometric frequencies
                                       "float32[2, 3]"));
 }
 
-TEST_CASE("GaussianFourierFeatures: fixed N(0, scale^2) buffer, [sin | cos] output",
+TEST_CASE("GaussianFourierFeatures: fixed N(0, scale^2) buffer, (sin | cos) output",
           "[nn][layers]") {
   Generator gen(93);
   GaussianFourierFeatures big(20000, 3.0, gen);
