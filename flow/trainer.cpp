@@ -4,12 +4,11 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
-#include <bit>
 #include <chrono>
 
 #include "flow/datasets.h"
+#include "nn/checkpoint.h"
 #include "nn/optim.h"
-#include "nn/safetensors.h"
 
 namespace tide::flow {
 
@@ -128,61 +127,32 @@ struct TrainingState {
   Generator& gen;
 };
 
-// One safetensors file with prefixed keys: "model.*", "optimizer.*",
-// "scheduler.*", "ema.*" and "trainer.*" (step and generator state).
-void save_checkpoint(const std::filesystem::path& path, const TrainingState& state, int64_t step) {
-  nn::StateDict all;
-  auto add = [&all](const std::string& prefix, const nn::StateDict& dict) {
-    for (const auto& [key, value] : dict) all[prefix + key] = value;
-  };
-  add("model.", state.model.state_dict());
-  add("optimizer.", state.optimizer.state_dict());
-  if (state.scheduler) add("scheduler.", state.scheduler->state_dict());
-  if (state.ema) add("ema.", state.ema->state_dict());
-  const GeneratorState g = state.gen.state();
-  all["trainer.step"] = from_vector(std::vector<int64_t>{step}, Shape{});
-  // uint64 seed and offset, stored bit for bit in int64 tensors.
-  all["trainer.generator"] = from_vector(
-      std::vector<int64_t>{std::bit_cast<int64_t>(g.seed), std::bit_cast<int64_t>(g.offset)},
-      Shape{2});
-  io::write_safetensors(path, all, {{"tide.checkpoint", "cfm"}});
+nn::Checkpoint make_checkpoint(const TrainingState& state, int64_t step) {
+  return {.model = &state.model,
+          .optimizer = &state.optimizer,
+          .ema = state.ema,
+          .scheduler = state.scheduler,
+          .generator = &state.gen,
+          .step = step,
+          .metadata = {{"cfm.dim", std::to_string(state.model.dim())}}};
+}
+
+void save_training_checkpoint(const std::filesystem::path& path, const TrainingState& state,
+                              int64_t step) {
+  nn::save_checkpoint(path, make_checkpoint(state, step));
 }
 
 // Restores the state and returns the step the checkpoint was taken after.
-int64_t load_checkpoint(const std::filesystem::path& path, const TrainingState& state) {
-  io::SafetensorsFile file = io::read_safetensors(path);
-  std::map<std::string, nn::StateDict> parts;
-  for (auto& [key, value] : file.tensors) {
-    auto dot = key.find('.');
-    TIDE_CHECK(dot != std::string::npos, "train_cfm: checkpoint '{}' has an unexpected tensor '{}'",
-               path.string(), key);
-    parts[key.substr(0, dot)][key.substr(dot + 1)] = value;
-  }
-  auto part = [&](const std::string& name) -> const nn::StateDict& {
-    auto it = parts.find(name);
-    TIDE_CHECK(it != parts.end(), "train_cfm: checkpoint '{}' has no '{}.*' tensors",
-               path.string(), name);
-    return it->second;
-  };
+int64_t load_training_checkpoint(const std::filesystem::path& path, const TrainingState& state) {
+  nn::Checkpoint checkpoint = make_checkpoint(state, 0);
   try {
-    state.model.load_state_dict(part("model"), /*strict=*/true);
-    state.optimizer.load_state_dict(part("optimizer"));
-    if (state.scheduler) state.scheduler->load_state_dict(part("scheduler"));
-    if (state.ema) state.ema->load_state_dict(part("ema"));
+    nn::load_checkpoint(path, checkpoint);
   } catch (const Error& e) {
-    fail("train_cfm: cannot resume from checkpoint '{}' (it must come from a run with the same "
-         "model and options): {}",
+    fail("train_cfm: cannot resume from '{}' (a checkpoint of a run with the same model and "
+         "options is needed): {}",
          path.string(), e.what());
   }
-  const nn::StateDict& trainer = part("trainer");
-  auto step_it = trainer.find("step");
-  auto gen_it = trainer.find("generator");
-  TIDE_CHECK(step_it != trainer.end() && gen_it != trainer.end() && gen_it->second.numel() == 2,
-             "train_cfm: checkpoint '{}' lacks trainer.step or trainer.generator", path.string());
-  std::vector<int64_t> g = gen_it->second.to_vector<int64_t>();
-  state.gen.set_state(
-      {std::bit_cast<uint64_t>(g[0]), std::bit_cast<uint64_t>(g[1])});
-  return step_it->second.item<int64_t>();
+  return checkpoint.step;
 }
 
 void check_options(const TrainOptions& o) {
@@ -263,7 +233,7 @@ TrainResult train_cfm(VelocityField& model, const DataSource& data, const TrainO
   TrainResult result;
   result.metadata = training_metadata(options);
   int64_t step = 0;
-  if (options.resume) step = load_checkpoint(options.checkpoint_path, state);
+  if (options.resume) step = load_training_checkpoint(options.checkpoint_path, state);
   result.start_step = step;
 
   model.train();
@@ -302,7 +272,7 @@ TrainResult train_cfm(VelocityField& model, const DataSource& data, const TrainO
     const bool last = step == options.steps;
     if (!options.checkpoint_path.empty() &&
         (last || (options.checkpoint_every > 0 && step % options.checkpoint_every == 0)))
-      save_checkpoint(options.checkpoint_path, state, step);
+      save_training_checkpoint(options.checkpoint_path, state, step);
 
     if (last || (options.log_every > 0 && step % options.log_every == 0)) {
       const auto now = Clock::now();

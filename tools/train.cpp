@@ -60,7 +60,8 @@ void run_train(const TrainFlags& f, bool sigma_given) {
     }
   }
 
-  // The data: a toy set drawn fresh every batch, or a fixed table.
+  // The data: a toy set drawn fresh every batch, or a fixed table. (For a toy
+  // set, load_data draws one point, which tells the dimension.)
   const Data data = load_data(f.data, "--data", 1, 0);
   const int64_t dim = data.points.size(1);
   const flow::DataSource source =

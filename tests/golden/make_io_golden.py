@@ -15,7 +15,9 @@ Run with Debian's Python (it has numpy and torch):
     /usr/bin/python3 -m pip install --break-system-packages safetensors
     /usr/bin/python3 tests/golden/make_io_golden.py
 No randomness is used. Versions are recorded in tests/data/golden/MANIFEST.txt
-and in the golden safetensors file's metadata.
+and in the golden safetensors file's metadata. (The `safetensors` package
+writes the metadata map in hash order, so regenerating can reorder those keys
+in pytorch_small.safetensors: the bytes change, the content does not.)
 """
 
 import io
