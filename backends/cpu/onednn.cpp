@@ -143,12 +143,13 @@ PlanCache& plan_cache() {
   return cache;
 }
 
-// Points the plan's arguments at the given buffers and runs it, with the
-// thread count Tide's own loops use.
-void run(Plan& plan, std::initializer_list<std::pair<int, const void*>> buffers) {
+// Points the plan's arguments at the given buffers and runs it with the
+// thread count Tide's own loops use, or one thread for small work.
+void run(Plan& plan, std::initializer_list<std::pair<int, const void*>> buffers,
+         bool small_work = false) {
   std::lock_guard<std::mutex> lock(plan.mutex);
   for (const auto& [id, data] : buffers) plan.args.at(id).set_data_handle(const_cast<void*>(data));
-  sync_omp_threads();
+  sync_omp_threads(small_work ? 1 : get_num_threads());
   dnnl::stream& stream = thread_stream();
   plan.primitive.execute(stream, plan.args);
   stream.wait();
@@ -361,17 +362,25 @@ bool try_matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, co
     batches.numel *= dst.shape[d];
   }
   const bool has_bias = bias.data != nullptr;
+  // Below this many multiply-adds one thread finishes before a second would
+  // have woken up (~1 us at ~150 GFLOP/s per core).
+  const bool small =
+      double(m) * double(n) * double(k) * double(batches.numel) < double(kMatmulMinParallelWork);
   auto run_at = [&](Plan& plan, int64_t dst_off, int64_t a_off, int64_t b_off) {
     const float* bias_data = has_bias ? bias.ptr<float>() : nullptr;
     if (has_bias) {
-      run(plan, {{DNNL_ARG_SRC, a.ptr<float>() + a_off},
-                 {DNNL_ARG_WEIGHTS, b.ptr<float>() + b_off},
-                 {DNNL_ARG_BIAS, bias_data},
-                 {DNNL_ARG_DST, dst.ptr<float>() + dst_off}});
+      run(plan,
+          {{DNNL_ARG_SRC, a.ptr<float>() + a_off},
+           {DNNL_ARG_WEIGHTS, b.ptr<float>() + b_off},
+           {DNNL_ARG_BIAS, bias_data},
+           {DNNL_ARG_DST, dst.ptr<float>() + dst_off}},
+          small);
     } else {
-      run(plan, {{DNNL_ARG_SRC, a.ptr<float>() + a_off},
-                 {DNNL_ARG_WEIGHTS, b.ptr<float>() + b_off},
-                 {DNNL_ARG_DST, dst.ptr<float>() + dst_off}});
+      run(plan,
+          {{DNNL_ARG_SRC, a.ptr<float>() + a_off},
+           {DNNL_ARG_WEIGHTS, b.ptr<float>() + b_off},
+           {DNNL_ARG_DST, dst.ptr<float>() + dst_off}},
+          small);
     }
   };
 

@@ -22,6 +22,7 @@ namespace tide::cpu::onednn {
 // Softmax: in elements, and rows must be at least kSoftmaxMinRow long.
 inline constexpr int64_t kEltwiseMinElements = 8192;
 inline constexpr int64_t kMatmulMinWork = 8192;
+inline constexpr int64_t kMatmulMinParallelWork = 64 * 64 * 64;  // else one thread
 inline constexpr int64_t kSoftmaxMinElements = 65536;
 inline constexpr int64_t kSoftmaxMinRow = 256;
 

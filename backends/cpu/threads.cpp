@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 
@@ -40,8 +41,8 @@ int get_num_threads() {
 
 namespace cpu {
 
-void sync_omp_threads() {
-  int n = get_num_threads();
+void sync_omp_threads(int limit) {
+  int n = std::min(get_num_threads(), std::max(limit, 1));
   if (t_applied_threads != n) {
     omp_set_num_threads(n);
     t_applied_threads = n;

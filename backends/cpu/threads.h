@@ -14,8 +14,9 @@ namespace cpu {
 
 // OpenMP's thread count is a per-thread setting (backends.md, section 5): call
 // this on the thread that is about to open a parallel region or run a oneDNN
-// primitive, so both use get_num_threads() threads. Cheap when nothing changed.
-void sync_omp_threads();
+// primitive, so both use get_num_threads() threads (or `limit`, if smaller:
+// work too small to repay waking a thread team). Cheap when nothing changed.
+void sync_omp_threads(int limit = 1 << 30);
 
 }  // namespace cpu
 }  // namespace tide
