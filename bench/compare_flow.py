@@ -4,10 +4,11 @@ the way PyTorch users write them, on this machine, in one run, and prints one
 Markdown table: time (or steps/s), ratio, and each side's achieved GFLOP/s as a
 percentage of the machine's FP32 FMA peak (measured by bench/peak_flops.cpp).
 
-Usage: bench/compare_flow.py BUILD_DIR [--quick]
+Usage: bench/compare_flow.py BUILD_DIR [--quick] [--filter TEXT]
   (needs /usr/bin/python3 with Debian's python3-torch and numpy; install
   libopenblas0-openmp so PyTorch does not fall back to the reference BLAS).
   --quick: one timed repetition per case, to check that everything runs.
+  --filter TEXT: only the cases whose name contains TEXT (e.g. "train", "d2_").
 
 The PyTorch side:
   - the torchcfm MLP (a module with `net` = nn.Sequential of Linear and SELU),
@@ -19,15 +20,16 @@ The PyTorch side:
     way, retain_graph between the calls, create_graph=False);
   - Hutchinson: autograd.grad of (v * eps).sum(), one call per probe, with
     Rademacher probes fixed over the solve.
-PyTorch runs with 1 and 2 threads and its faster time is taken. The likelihood
-cases run on the weights and points Tide used (written by `tide_bench_flow
---dump`), so the script also checks that both sides compute the same numbers.
+Both sides run with 1 and 2 threads (Tide through TIDE_NUM_THREADS) and each
+side's faster time is taken, case by case. The sampling and likelihood cases
+run on the weights and points Tide used (written by `tide_bench_flow --dump`),
+so the script also checks that both sides compute the same numbers.
 """
+import argparse
 import json
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -55,11 +57,29 @@ D16_CHECKED_POINTS = 50
 
 # --- Tide -------------------------------------------------------------------
 
-def tide_results(build_dir, dump_dir, quick):
+def tide_results(build_dir, dump_dir, quick, name_filter):
+    """Runs tide_bench_flow with 1 and 2 threads and keeps each case's faster
+    run (as "threads" in the case). The second run also writes the dump and
+    measures the peak (which always uses every core)."""
     exe = os.path.join(build_dir, "bench", "tide_bench_flow")
-    args = [exe, "--dump", dump_dir] + (["--quick"] if quick else [])
-    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+    merged = None
+    for threads in (1, 2):
+        args = [exe] + (["--quick"] if quick else [])
+        args += ["--filter", name_filter] if name_filter else []
+        args += ["--dump", dump_dir] if threads == 2 else ["--no-peak"]
+        env = dict(os.environ, TIDE_NUM_THREADS=str(threads))
+        out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True,
+                                        env=env).stdout)
+        for c in out["cases"]:
+            c["threads"] = threads
+        if merged is None:
+            merged = out
+            continue
+        merged["peak_gflops"], merged["vector_bits"] = out["peak_gflops"], out["vector_bits"]
+        faster = {c["name"]: c for c in out["cases"]}
+        merged["cases"] = [faster[c["name"]] if faster[c["name"]]["seconds"] < c["seconds"] else c
+                           for c in merged["cases"]]
+    return merged
 
 
 # --- PyTorch: the model and the data -------------------------------------------
@@ -91,10 +111,9 @@ def load_array(case_dir, name):
     return torch.from_numpy(np.load(os.path.join(case_dir, name + ".npy")))
 
 
-_CENTERS = torch.tensor([(1, 0), (-1, 0), (0, 1), (0, -1),
-                         (1 / math.sqrt(2), 1 / math.sqrt(2)), (1 / math.sqrt(2), -1 / math.sqrt(2)),
-                         (-1 / math.sqrt(2), 1 / math.sqrt(2)), (-1 / math.sqrt(2), -1 / math.sqrt(2))],
-                        dtype=torch.float32) * 4
+_S = 1 / math.sqrt(2)
+_CENTERS = 4 * torch.tensor([(1, 0), (-1, 0), (0, 1), (0, -1),
+                             (_S, _S), (_S, -_S), (-_S, _S), (-_S, -_S)], dtype=torch.float32)
 
 
 def sample_8gaussians(n):
@@ -212,12 +231,14 @@ def time_fn(fn, units, min_reps, min_time, quick, warmup=None):
     return sorted(times)[len(times) // 2]
 
 
-def torch_cases(dump_dir):
-    """name -> (run, units, warmup, min_reps, note, result): run() does `units`
-    steps or one solve; result() gives the last run's output (for the checks)."""
+def torch_cases(dump_dir, names):
+    """The cases in `names`, each a dict: run() does `units` steps or one solve
+    (after warmup()), `out` holds the last run's results for the checks."""
     cases = {}
     for name, width, batch, steps in (("train/w64_b256", 64, 256, 200),
                                       ("train/w256_b1024", 256, 1024, 20)):
+        if name not in names:
+            continue
         train = make_trainer(width, batch)
         out = {}
 
@@ -227,18 +248,19 @@ def torch_cases(dump_dir):
                            min_reps=3, note="", out=out)
 
     name = "sample/w64_n10000_rk4_100"
-    case_dir = os.path.join(dump_dir, name.replace("/", "_"))
-    model = load_tide_weights(MLP(2, 64), case_dir).eval()
-    x0 = load_array(case_dir, "x0")
-    out = {}
+    if name in names:
+        case_dir = os.path.join(dump_dir, name.replace("/", "_"))
+        model = load_tide_weights(MLP(2, 64), case_dir).eval()
+        x0 = load_array(case_dir, "x0")
+        out = {}
 
-    def run_sample(model=model, x0=x0, out=out):
-        out["x1"] = sample(model, x0, RK4_STEPS)
-    cases[name] = dict(run=run_sample, units=1, warmup=lambda: sample(model, x0, 2), min_reps=3,
-                       note="", out=out)
+        def run_sample(model=model, x0=x0, out=out):
+            out["x1"] = sample(model, x0, RK4_STEPS)
+        cases[name] = dict(run=run_sample, units=1, warmup=lambda: sample(model, x0, 2),
+                           min_reps=3, note="", out=out, case_dir=case_dir)
 
     for name, _ in CASES:
-        if not name.startswith("loglik/"):
+        if not name.startswith("loglik/") or name not in names:
             continue
         d = 16 if "d16" in name else 2
         width = 256 if "w256" in name else 64
@@ -285,18 +307,20 @@ def checks(tide, cases):
     lines = []
     by_name = {c["name"]: c for c in tide["cases"]}
     for name in ("train/w64_b256", "train/w256_b1024"):
+        if name not in cases:
+            continue
         lines.append(f"- {name}: mean loss of the last timed run: Tide "
                      f"{by_name[name]['checks']['final_loss']:.4f}, PyTorch "
                      f"{cases[name]['out']['final_loss']:.4f} (different random streams; both "
                      "should be finite and similar)")
     name = "sample/w64_n10000_rk4_100"
-    case_dir = os.path.join(cases["_dump_dir"], name.replace("/", "_"))
-    tide_x1 = load_array(case_dir, "x1").double()
-    diff = (cases[name]["out"]["x1"].double() - tide_x1).abs().max().item()
-    lines.append(f"- {name}: same weights and x0; max |x1 Tide - x1 PyTorch| = {diff:.2e}")
+    if name in cases:
+        tide_x1 = load_array(cases[name]["case_dir"], "x1").double()
+        diff = (cases[name]["out"]["x1"].double() - tide_x1).abs().max().item()
+        lines.append(f"- {name}: same weights and x0; max |x1 Tide - x1 PyTorch| = {diff:.2e}")
     exact_means = {}
     for name, _ in CASES:
-        if not name.startswith("loglik/"):
+        if not name.startswith("loglik/") or name not in cases:
             continue
         c = cases[name]
         tide_lp = load_array(c["case_dir"], "log_p").double()
@@ -312,8 +336,9 @@ def checks(tide, cases):
         finite = bool(torch.isfinite(tide_lp).all() and torch.isfinite(torch_lp).all())
         if "hutch" in name:
             # Different probes on each side: compare the means with the exact one.
+            exact = exact_means.get("d2_f32", float("nan"))
             lines.append(f"- {name}: mean log p: Tide {tide_lp.mean():.4f}, PyTorch "
-                         f"{torch_lp.mean():.4f}, exact {exact_means.get('d2_f32', float('nan')):.4f} "
+                         f"{torch_lp.mean():.4f}, exact {exact:.4f} "
                          f"(unbiased estimates with different probes); finite: {finite}")
         else:
             diff = (tide_lp - torch_lp).abs().max().item()
@@ -326,27 +351,29 @@ def checks(tide, cases):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    quick = "--quick" in sys.argv
-    build_dir = args[0] if args else "build"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("build_dir", nargs="?", default="build")
+    parser.add_argument("--quick", action="store_true",
+                        help="one timed repetition per case (checks that everything runs)")
+    parser.add_argument("--filter", default="", help="only the cases whose name contains this")
+    args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tide_bench_flow_") as dump_dir:
-        tide = tide_results(build_dir, dump_dir, quick)
-        cases = torch_cases(dump_dir)
+        tide = tide_results(args.build_dir, dump_dir, args.quick, args.filter)
+        cases = torch_cases(dump_dir, {c["name"] for c in tide["cases"]})
         best = {}
         for threads in (1, 2):
             torch.set_num_threads(threads)
             for name, c in cases.items():
-                t = time_fn(c["run"], c["units"], c["min_reps"], 1.0, quick, c["warmup"])
+                t = time_fn(c["run"], c["units"], c["min_reps"], 1.0, args.quick, c["warmup"])
                 if name not in best or t < best[name][0]:
                     best[name] = (t, threads)
-        cases["_dump_dir"] = dump_dir
         check_lines = checks(tide, cases)
 
     peak = tide["peak_gflops"]
-    print(f"Tide ({tide['threads']} threads) vs PyTorch {torch.__version__} (faster of 1 and 2 "
-          f"threads), {os.cpu_count()} cores. Measured FP32 FMA peak: {peak:.0f} GFLOP/s "
-          f"({tide['vector_bits']}-bit FMA loop on all cores).\n")
+    print(f"Tide vs PyTorch {torch.__version__}, each the faster of 1 and 2 threads (shown as "
+          f"'N thr'), {os.cpu_count()} cores. Measured FP32 FMA peak: "
+          f"{peak:.0f} GFLOP/s ({tide['vector_bits']}-bit FMA loop on all cores).\n")
     print("| case | Tide | PyTorch | ratio | Tide % of peak | PyTorch % of peak |")
     print("|---|---|---|---|---|---|")
     by_name = {c["name"]: c for c in tide["cases"]}
@@ -355,7 +382,7 @@ def main():
             continue
         r = by_name[name]
         t_tide = r["seconds"]
-        t_torch, threads = best[name]
+        t_torch, torch_threads = best[name]
         flops = r["flops"]
         if r["unit"] == "step":
             tide_cell = f"{1 / t_tide:,.0f} steps/s"
@@ -363,18 +390,22 @@ def main():
         else:
             tide_cell = fmt_seconds(t_tide)
             torch_cell = fmt_seconds(t_torch)
-        torch_cell += f" ({threads} thr)"
+        tide_cell += f" ({r['threads']} thr)"
+        torch_cell += f" ({torch_threads} thr)"
         if cases[name]["note"]:
             torch_cell += f" [{cases[name]['note']}]"
+        tide_peak = 100 * flops / t_tide / 1e9 / peak
+        torch_peak = 100 * flops / t_torch / 1e9 / peak
         print(f"| {label} | {tide_cell} | {torch_cell} | {t_torch / t_tide:.2f}x | "
-              f"{100 * flops / t_tide / 1e9 / peak:.1f}% | {100 * flops / t_torch / 1e9 / peak:.1f}% |")
+              f"{tide_peak:.1f}% | {torch_peak:.1f}% |")
     print("\nratio = Tide speed / PyTorch speed (> 1: Tide is faster). Times are medians of the "
           "timed runs. % of peak = model FLOPs / time / peak, counting matrix products only "
           "(2*M*N*K per Linear): training = forward + weight gradients + input gradients (not "
           "the first layer's); sampling = 4 forward passes per RK4 step; likelihood = 4 "
           "evaluations per RK4 step, each one forward pass plus one input VJP per divergence "
-          "term (d for exact, K for Hutchinson). Tide accumulates the divergence in float64 "
-          "(its default); PyTorch in the state's dtype.\n")
+          "term (d for exact, K for Hutchinson; Tide's replicated batch also repeats the "
+          "forward pass d or K times, which is not counted). Tide accumulates the divergence "
+          "in float64 (its default); PyTorch in the state's dtype.\n")
     print("Checks:")
     for line in check_lines:
         print(line)
