@@ -28,8 +28,8 @@ std::vector<Tensor> FunctionNode::apply(const Tensor& grad_output) {
   for (size_t i = 0; i < inputs.size(); ++i) {
     auto storage = inputs[i].storage.lock();
     TIDE_CHECK(!storage || storage->version() == inputs[i].version,
-               "backward: input {} of '{}' ({}{}) was modified in place after the op used it",
-               i, name(), inputs[i].dtype, inputs[i].shape);
+               "backward: input {} of '{}' ({}{}) was modified in place after the op used it", i,
+               name(), inputs[i].dtype, inputs[i].shape);
   }
   Tensor output;
   if (saved_output_.defined()) {
@@ -79,8 +79,12 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
 // ---------------------------------------------------------------------------
 
 static thread_local bool t_grad_enabled = true;
-bool GradMode::is_enabled() { return t_grad_enabled; }
-void GradMode::set_enabled(bool enabled) { t_grad_enabled = enabled; }
+bool GradMode::is_enabled() {
+  return t_grad_enabled;
+}
+void GradMode::set_enabled(bool enabled) {
+  t_grad_enabled = enabled;
+}
 
 bool needs_grad_any(const std::vector<Tensor>& tensors) {
   if (!GradMode::is_enabled()) return false;
@@ -128,8 +132,8 @@ void record(const char* name, const std::vector<Tensor>& inputs, Tensor& output,
 
 Tensor detach(const Tensor& x) {
   TIDE_CHECK(x.defined(), "detach: got an undefined tensor");
-  return Tensor(std::make_shared<TensorImpl>(x.storage(), x.offset(), x.shape(), x.strides(),
-                                             x.dtype()));
+  return Tensor(
+      std::make_shared<TensorImpl>(x.storage(), x.offset(), x.shape(), x.strides(), x.dtype()));
 }
 
 // ---------------------------------------------------------------------------
@@ -166,9 +170,8 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& outputs,
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& out = outputs[i];
     TIDE_CHECK(out.defined(), "{}: output {} is undefined", api, i);
-    TIDE_CHECK(out.requires_grad(),
-               "{}: output {} ({}) does not require grad and has no grad_fn", api, i,
-               out.describe());
+    TIDE_CHECK(out.requires_grad(), "{}: output {} ({}) does not require grad and has no grad_fn",
+               api, i, out.describe());
     Tensor g = grad_outputs.empty() ? Tensor() : grad_outputs[i];
     if (!g.defined()) {
       TIDE_CHECK(out.numel() == 1,
@@ -279,8 +282,10 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& outputs,
               Node* n = e.node.get();
               if (!n || !needed.count(n)) continue;
               if (--dependencies[n] == 0) {
-                if (buffers.count(n)) ready.push({n});
-                else skip.push_back(n);
+                if (buffers.count(n))
+                  ready.push({n});
+                else
+                  skip.push_back(n);
               }
             }
           }
@@ -320,8 +325,8 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
   for (size_t i = 0; i < result.size(); ++i) {
     if (result[i].defined()) continue;
     TIDE_CHECK(options.allow_unused,
-               "grad: input {} ({}) was not used to compute the outputs; pass allow_unused=true",
-               i, inputs[i].describe());
+               "grad: input {} ({}) was not used to compute the outputs; pass allow_unused=true", i,
+               inputs[i].describe());
   }
   return result;
 }

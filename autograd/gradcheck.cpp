@@ -11,9 +11,8 @@ namespace {
 // Evaluates fn on copies of the inputs with element k of input i shifted by
 // delta; returns the flattened float64 output. Grad mode stays on and the copy
 // keeps requires_grad, because gradgradcheck's function calls grad() inside.
-std::vector<double> evaluate_shifted(const DifferentiableFn& fn,
-                                     const std::vector<Tensor>& inputs, size_t i, int64_t k,
-                                     double delta) {
+std::vector<double> evaluate_shifted(const DifferentiableFn& fn, const std::vector<Tensor>& inputs,
+                                     size_t i, int64_t k, double delta) {
   std::vector<Tensor> shifted;
   for (size_t j = 0; j < inputs.size(); ++j) {
     if (j != i) {

@@ -24,9 +24,8 @@ template <typename Backward>
 Tensor unary_op(UnaryOp op, const Tensor& x, double alpha, double beta, Backward backward) {
   Tensor out = kernels::unary(op, x, alpha, beta);
   if (needs_grad(x)) {
-    record(op_name(op), {x}, out, [x, backward](const Tensor& g, const Tensor&) -> Grads {
-      return {backward(g, x)};
-    });
+    record(op_name(op), {x}, out,
+           [x, backward](const Tensor& g, const Tensor&) -> Grads { return {backward(g, x)}; });
   }
   return out;
 }
@@ -44,7 +43,9 @@ Tensor unary_op_from_output(UnaryOp op, const Tensor& x, Backward backward) {
   return out;
 }
 
-Tensor number(double value, const Tensor& like) { return kernels::scalar_like(value, like); }
+Tensor number(double value, const Tensor& like) {
+  return kernels::scalar_like(value, like);
+}
 
 }  // namespace
 
@@ -72,7 +73,8 @@ Tensor exp(const Tensor& x) {
 }
 
 Tensor log(const Tensor& x) {
-  return unary_op(UnaryOp::Log, x, 0, 0, [](const Tensor& g, const Tensor& x) { return div(g, x); });
+  return unary_op(UnaryOp::Log, x, 0, 0,
+                  [](const Tensor& g, const Tensor& x) { return div(g, x); });
 }
 
 Tensor log1p(const Tensor& x) {
@@ -87,9 +89,8 @@ Tensor expm1(const Tensor& x) {
 }
 
 Tensor sqrt(const Tensor& x) {
-  return unary_op_from_output(UnaryOp::Sqrt, x, [](const Tensor& g, const Tensor& y) {
-    return div(g, mul(y, 2.0));
-  });
+  return unary_op_from_output(UnaryOp::Sqrt, x,
+                              [](const Tensor& g, const Tensor& y) { return div(g, mul(y, 2.0)); });
 }
 
 Tensor rsqrt(const Tensor& x) {
@@ -111,7 +112,8 @@ Tensor reciprocal(const Tensor& x) {
 }
 
 Tensor sin(const Tensor& x) {
-  return unary_op(UnaryOp::Sin, x, 0, 0, [](const Tensor& g, const Tensor& x) { return mul(g, cos(x)); });
+  return unary_op(UnaryOp::Sin, x, 0, 0,
+                  [](const Tensor& g, const Tensor& x) { return mul(g, cos(x)); });
 }
 
 Tensor cos(const Tensor& x) {
@@ -206,8 +208,7 @@ Tensor gelu(const Tensor& x, GeluApproximation approximate) {
 
 Tensor gelu_grad(const Tensor& grad, const Tensor& x, GeluApproximation approximate) {
   bool tanh_form = approximate == GeluApproximation::Tanh;
-  Tensor out =
-      kernels::binary(tanh_form ? BinaryOp::GeluTanhGrad : BinaryOp::GeluErfGrad, grad, x);
+  Tensor out = kernels::binary(tanh_form ? BinaryOp::GeluTanhGrad : BinaryOp::GeluErfGrad, grad, x);
   if (needs_grad(grad, x)) {
     record(tanh_form ? "gelu_tanh_grad" : "gelu_grad", {grad, x}, out,
            [grad, x, approximate, tanh_form](const Tensor& gg, const Tensor&) -> Grads {
@@ -226,7 +227,8 @@ Tensor gelu_grad(const Tensor& grad, const Tensor& x, GeluApproximation approxim
                Tensor ddu = mul(x, 6 * c * k);
                Tensor th = tanh(u);
                Tensor sech2 = sub(1.0, square(th));
-               second = mul(sech2, sub(add(du, mul(mul(x, ddu), 0.5)), mul(mul(x, th), square(du))));
+               second =
+                   mul(sech2, sub(add(du, mul(mul(x, ddu), 0.5)), mul(mul(x, th), square(du))));
              }
              return {gelu_grad(gg, x, approximate), mul(mul(gg, grad), second)};
            });
@@ -284,7 +286,8 @@ Tensor softplus_grad(const Tensor& grad, const Tensor& x, double beta, double th
            [grad, x, beta, threshold](const Tensor& gg, const Tensor&) -> Grads {
              // d/dx sigmoid(beta x) = beta s (1 - s), zero above the threshold
              Tensor s = sigmoid(mul(x, beta));
-             Tensor second = where(gt(mul(x, beta), threshold), 0.0, mul(mul(s, sub(1.0, s)), beta));
+             Tensor second =
+                 where(gt(mul(x, beta), threshold), 0.0, mul(mul(s, sub(1.0, s)), beta));
              return {softplus_grad(gg, x, beta, threshold), mul(mul(gg, grad), second)};
            });
   }
@@ -382,29 +385,65 @@ Tensor pow(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor add(const Tensor& a, double b) { return add(a, number(b, a)); }
-Tensor sub(const Tensor& a, double b) { return sub(a, number(b, a)); }
-Tensor sub(double a, const Tensor& b) { return sub(number(a, b), b); }
-Tensor mul(const Tensor& a, double b) { return mul(a, number(b, a)); }
-Tensor div(const Tensor& a, double b) { return div(a, number(b, a)); }
-Tensor div(double a, const Tensor& b) { return div(number(a, b), b); }
+Tensor add(const Tensor& a, double b) {
+  return add(a, number(b, a));
+}
+Tensor sub(const Tensor& a, double b) {
+  return sub(a, number(b, a));
+}
+Tensor sub(double a, const Tensor& b) {
+  return sub(number(a, b), b);
+}
+Tensor mul(const Tensor& a, double b) {
+  return mul(a, number(b, a));
+}
+Tensor div(const Tensor& a, double b) {
+  return div(a, number(b, a));
+}
+Tensor div(double a, const Tensor& b) {
+  return div(number(a, b), b);
+}
 
 // ---------------------------------------------------------------------------
 // Comparisons, logic and selection
 // ---------------------------------------------------------------------------
 
-Tensor eq(const Tensor& a, const Tensor& b) { return kernels::binary(BinaryOp::Eq, a, b); }
-Tensor ne(const Tensor& a, const Tensor& b) { return kernels::binary(BinaryOp::Ne, a, b); }
-Tensor lt(const Tensor& a, const Tensor& b) { return kernels::binary(BinaryOp::Lt, a, b); }
-Tensor le(const Tensor& a, const Tensor& b) { return kernels::binary(BinaryOp::Le, a, b); }
-Tensor gt(const Tensor& a, const Tensor& b) { return kernels::binary(BinaryOp::Gt, a, b); }
-Tensor ge(const Tensor& a, const Tensor& b) { return kernels::binary(BinaryOp::Ge, a, b); }
-Tensor eq(const Tensor& a, double b) { return eq(a, number(b, a)); }
-Tensor ne(const Tensor& a, double b) { return ne(a, number(b, a)); }
-Tensor lt(const Tensor& a, double b) { return lt(a, number(b, a)); }
-Tensor le(const Tensor& a, double b) { return le(a, number(b, a)); }
-Tensor gt(const Tensor& a, double b) { return gt(a, number(b, a)); }
-Tensor ge(const Tensor& a, double b) { return ge(a, number(b, a)); }
+Tensor eq(const Tensor& a, const Tensor& b) {
+  return kernels::binary(BinaryOp::Eq, a, b);
+}
+Tensor ne(const Tensor& a, const Tensor& b) {
+  return kernels::binary(BinaryOp::Ne, a, b);
+}
+Tensor lt(const Tensor& a, const Tensor& b) {
+  return kernels::binary(BinaryOp::Lt, a, b);
+}
+Tensor le(const Tensor& a, const Tensor& b) {
+  return kernels::binary(BinaryOp::Le, a, b);
+}
+Tensor gt(const Tensor& a, const Tensor& b) {
+  return kernels::binary(BinaryOp::Gt, a, b);
+}
+Tensor ge(const Tensor& a, const Tensor& b) {
+  return kernels::binary(BinaryOp::Ge, a, b);
+}
+Tensor eq(const Tensor& a, double b) {
+  return eq(a, number(b, a));
+}
+Tensor ne(const Tensor& a, double b) {
+  return ne(a, number(b, a));
+}
+Tensor lt(const Tensor& a, double b) {
+  return lt(a, number(b, a));
+}
+Tensor le(const Tensor& a, double b) {
+  return le(a, number(b, a));
+}
+Tensor gt(const Tensor& a, double b) {
+  return gt(a, number(b, a));
+}
+Tensor ge(const Tensor& a, double b) {
+  return ge(a, number(b, a));
+}
 Tensor logical_not(const Tensor& x) {
   return kernels::unary(UnaryOp::LogicalNot, kernels::to_dtype(x, DType::Bool));
 }
@@ -428,7 +467,11 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   }
   return out;
 }
-Tensor where(const Tensor& cond, const Tensor& a, double b) { return where(cond, a, number(b, a)); }
-Tensor where(const Tensor& cond, double a, const Tensor& b) { return where(cond, number(a, b), b); }
+Tensor where(const Tensor& cond, const Tensor& a, double b) {
+  return where(cond, a, number(b, a));
+}
+Tensor where(const Tensor& cond, double a, const Tensor& b) {
+  return where(cond, number(a, b), b);
+}
 
 }  // namespace tide

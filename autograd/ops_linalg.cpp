@@ -31,9 +31,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   bool a_vector = a.dim() == 1, b_vector = b.dim() == 1;
   Tensor a2 = a_vector ? unsqueeze(a, 0) : a;   // [K] -> [1, K]
   Tensor b2 = b_vector ? unsqueeze(b, -1) : b;  // [K] -> [K, 1]
-  TIDE_CHECK(a2.size(-1) == b2.size(-2),
-             "matmul: inner dimensions differ: {} @ {} ({} vs {})", a.describe(), b.describe(),
-             a2.size(-1), b2.size(-2));
+  TIDE_CHECK(a2.size(-1) == b2.size(-2), "matmul: inner dimensions differ: {} @ {} ({} vs {})",
+             a.describe(), b.describe(), a2.size(-1), b2.size(-2));
   Tensor out = batched_matmul(a2, b2);
   if (b_vector) out = squeeze(out, -1);
   if (a_vector) out = squeeze(out, a_vector && b_vector ? -1 : -2);
@@ -62,14 +61,23 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Epilogu
           // First undo the activation using its output y, then the affine map.
           Tensor gz = g;
           switch (activation) {
-            case Epilogue::None: break;
-            case Epilogue::Relu: gz = mul(g, to(gt(y, 0.0), g.dtype())); break;
-            case Epilogue::Tanh: gz = mul(g, sub(1.0, square(y))); break;
-            case Epilogue::Sigmoid: gz = mul(g, mul(y, sub(1.0, y))); break;
+            case Epilogue::None:
+              break;
+            case Epilogue::Relu:
+              gz = mul(g, to(gt(y, 0.0), g.dtype()));
+              break;
+            case Epilogue::Tanh:
+              gz = mul(g, sub(1.0, square(y)));
+              break;
+            case Epilogue::Sigmoid:
+              gz = mul(g, mul(y, sub(1.0, y)));
+              break;
             case Epilogue::Selu: {
               // selu' from the output: scale for y > 0, else y + scale * alpha
               constexpr double kScaleAlpha = 1.0507009873554804934 * 1.6732632423543772848;
-              gz = mul(g, where(gt(y, 0.0), scalar(1.0507009873554804934, {.dtype = y.dtype(), .device = y.device()}),
+              gz = mul(g, where(gt(y, 0.0),
+                                scalar(1.0507009873554804934,
+                                       {.dtype = y.dtype(), .device = y.device()}),
                                 add(y, kScaleAlpha)));
               break;
             }

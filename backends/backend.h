@@ -55,63 +55,63 @@ struct ArrayView {
 
 // dst = f(src; alpha, beta). Float dtypes unless noted (Neg/Abs/Sign/Square
 // also accept int64; LogicalNot takes and returns bool).
-#define TIDE_UNARY_OPS(X)                                                     \
-  X(Neg, "neg")                                                               \
-  X(Abs, "abs")                                                               \
-  X(Sign, "sign")                                                             \
-  X(Square, "square")                                                         \
-  X(Exp, "exp")                                                               \
-  X(Log, "log")                                                               \
-  X(Log1p, "log1p")                                                           \
-  X(Expm1, "expm1")                                                           \
-  X(Sqrt, "sqrt")                                                             \
-  X(Rsqrt, "rsqrt")                                                           \
-  X(Reciprocal, "reciprocal")                                                 \
-  X(Sin, "sin")                                                               \
-  X(Cos, "cos")                                                               \
-  X(Tanh, "tanh")                                                             \
-  X(Sigmoid, "sigmoid")                                                       \
-  X(Erf, "erf")                                                               \
-  X(Relu, "relu")                                                             \
-  X(Silu, "silu")                                                             \
-  X(GeluErf, "gelu")                 /* x * Phi(x) */                         \
-  X(GeluTanh, "gelu_tanh")           /* tanh approximation */                 \
-  X(Elu, "elu")                      /* alpha */                              \
-  X(Selu, "selu")                                                             \
-  X(Softplus, "softplus")            /* alpha = beta, beta = threshold */     \
-  X(PowScalar, "pow_scalar")         /* x ** alpha */                         \
-  X(Clamp, "clamp")                  /* clamp to [alpha, beta] */             \
-  X(Affine, "affine")                /* alpha * x + beta */                   \
+#define TIDE_UNARY_OPS(X)                                         \
+  X(Neg, "neg")                                                   \
+  X(Abs, "abs")                                                   \
+  X(Sign, "sign")                                                 \
+  X(Square, "square")                                             \
+  X(Exp, "exp")                                                   \
+  X(Log, "log")                                                   \
+  X(Log1p, "log1p")                                               \
+  X(Expm1, "expm1")                                               \
+  X(Sqrt, "sqrt")                                                 \
+  X(Rsqrt, "rsqrt")                                               \
+  X(Reciprocal, "reciprocal")                                     \
+  X(Sin, "sin")                                                   \
+  X(Cos, "cos")                                                   \
+  X(Tanh, "tanh")                                                 \
+  X(Sigmoid, "sigmoid")                                           \
+  X(Erf, "erf")                                                   \
+  X(Relu, "relu")                                                 \
+  X(Silu, "silu")                                                 \
+  X(GeluErf, "gelu")       /* x * Phi(x) */                       \
+  X(GeluTanh, "gelu_tanh") /* tanh approximation */               \
+  X(Elu, "elu")            /* alpha */                            \
+  X(Selu, "selu")                                                 \
+  X(Softplus, "softplus")    /* alpha = beta, beta = threshold */ \
+  X(PowScalar, "pow_scalar") /* x ** alpha */                     \
+  X(Clamp, "clamp")          /* clamp to [alpha, beta] */         \
+  X(Affine, "affine")        /* alpha * x + beta */               \
   X(LogicalNot, "logical_not")
 
 // dst = f(a, b; alpha, beta). a and b have the same dtype; comparisons and
 // logical ops write bool. The *Grad ops are activation derivatives g * f'(x)
 // (or g * f'(y) from the output y where noted), which autograd uses as fused
 // backward kernels.
-#define TIDE_BINARY_OPS(X)                                                    \
-  X(Add, "add")                                                               \
-  X(Sub, "sub")                                                               \
-  X(Mul, "mul")                                                               \
-  X(Div, "div")                                                               \
-  X(Maximum, "maximum")                                                       \
-  X(Minimum, "minimum")                                                       \
-  X(Pow, "pow")                                                               \
-  X(Eq, "eq")                                                                 \
-  X(Ne, "ne")                                                                 \
-  X(Lt, "lt")                                                                 \
-  X(Le, "le")                                                                 \
-  X(Gt, "gt")                                                                 \
-  X(Ge, "ge")                                                                 \
-  X(LogicalAnd, "logical_and")                                                \
-  X(LogicalOr, "logical_or")                                                  \
-  X(ReluGrad, "relu_grad")                                                    \
-  X(SiluGrad, "silu_grad")                                                    \
-  X(GeluErfGrad, "gelu_grad")                                                 \
-  X(GeluTanhGrad, "gelu_tanh_grad")                                           \
-  X(EluGrad, "elu_grad")             /* alpha */                              \
-  X(SeluGrad, "selu_grad")                                                    \
-  X(SoftplusGrad, "softplus_grad")   /* alpha = beta, beta = threshold */     \
-  X(SigmoidGradFromOutput, "sigmoid_grad") /* b is y = sigmoid(x) */          \
+#define TIDE_BINARY_OPS(X)                                                      \
+  X(Add, "add")                                                                 \
+  X(Sub, "sub")                                                                 \
+  X(Mul, "mul")                                                                 \
+  X(Div, "div")                                                                 \
+  X(Maximum, "maximum")                                                         \
+  X(Minimum, "minimum")                                                         \
+  X(Pow, "pow")                                                                 \
+  X(Eq, "eq")                                                                   \
+  X(Ne, "ne")                                                                   \
+  X(Lt, "lt")                                                                   \
+  X(Le, "le")                                                                   \
+  X(Gt, "gt")                                                                   \
+  X(Ge, "ge")                                                                   \
+  X(LogicalAnd, "logical_and")                                                  \
+  X(LogicalOr, "logical_or")                                                    \
+  X(ReluGrad, "relu_grad")                                                      \
+  X(SiluGrad, "silu_grad")                                                      \
+  X(GeluErfGrad, "gelu_grad")                                                   \
+  X(GeluTanhGrad, "gelu_tanh_grad")                                             \
+  X(EluGrad, "elu_grad") /* alpha */                                            \
+  X(SeluGrad, "selu_grad")                                                      \
+  X(SoftplusGrad, "softplus_grad")         /* alpha = beta, beta = threshold */ \
+  X(SigmoidGradFromOutput, "sigmoid_grad") /* b is y = sigmoid(x) */            \
   X(TanhGradFromOutput, "tanh_grad")       /* b is y = tanh(x) */
 
 // Reductions over the dims where dst has size 1 and src does not.
@@ -228,8 +228,8 @@ class Backend {
   // grad_x, and (when their data is non-null) grad_weight, grad_bias.
   virtual void layer_norm_backward(const ArrayView& grad_x, const ArrayView& grad_weight,
                                    const ArrayView& grad_bias, const ArrayView& grad_dst,
-                                   const ArrayView& x, const ArrayView& mean,
-                                   const ArrayView& rstd, const ArrayView& weight) = 0;
+                                   const ArrayView& x, const ArrayView& mean, const ArrayView& rstd,
+                                   const ArrayView& weight) = 0;
 
   // --- indexing ---  (indices are int64 and are bounds-checked: Error on a bad one)
   // dst = src.index_select(dim, index): dst.shape[dim] == index.numel().
@@ -247,8 +247,8 @@ class Backend {
   // Fills contiguous dst from the Philox 4x32-10 stream (key = seed); element i
   // uses counter block `offset + i`, so the result is independent of threads and
   // identical on every backend (see backends/philox.h).
-  virtual void random(const ArrayView& dst, Distribution dist, double a, double b,
-                      uint64_t seed, uint64_t offset) = 0;
+  virtual void random(const ArrayView& dst, Distribution dist, double a, double b, uint64_t seed,
+                      uint64_t offset) = 0;
 };
 
 // The backend for a device. Throws tide::Error if that device is unavailable.

@@ -33,11 +33,11 @@ template <typename... Args>
 
 // TIDE_CHECK(cond, "op: message {}", x) throws when cond is false. The message
 // is only formatted on failure, so checks are cheap on the hot path.
-#define TIDE_CHECK(cond, ...)                 \
-  do {                                        \
-    if (!(cond)) [[unlikely]] {               \
-      ::tide::fail(__VA_ARGS__);              \
-    }                                         \
+#define TIDE_CHECK(cond, ...)    \
+  do {                           \
+    if (!(cond)) [[unlikely]] {  \
+      ::tide::fail(__VA_ARGS__); \
+    }                            \
   } while (0)
 
 // ---------------------------------------------------------------------------
@@ -52,25 +52,35 @@ inline constexpr int kNumDTypes = 4;
 
 inline constexpr size_t dtype_size(DType t) {
   switch (t) {
-    case DType::Bool: return 1;
-    case DType::Int64: return 8;
-    case DType::Float32: return 4;
-    case DType::Float64: return 8;
+    case DType::Bool:
+      return 1;
+    case DType::Int64:
+      return 8;
+    case DType::Float32:
+      return 4;
+    case DType::Float64:
+      return 8;
   }
   return 0;
 }
 
 inline constexpr const char* dtype_name(DType t) {
   switch (t) {
-    case DType::Bool: return "bool";
-    case DType::Int64: return "int64";
-    case DType::Float32: return "float32";
-    case DType::Float64: return "float64";
+    case DType::Bool:
+      return "bool";
+    case DType::Int64:
+      return "int64";
+    case DType::Float32:
+      return "float32";
+    case DType::Float64:
+      return "float64";
   }
   return "?";
 }
 
-inline constexpr bool is_floating(DType t) { return t == DType::Float32 || t == DType::Float64; }
+inline constexpr bool is_floating(DType t) {
+  return t == DType::Float32 || t == DType::Float64;
+}
 
 inline constexpr DType promote_types(DType a, DType b) {
   return static_cast<uint8_t>(a) >= static_cast<uint8_t>(b) ? a : b;
@@ -104,10 +114,14 @@ inline constexpr DType dtype_of = DTypeOf<T>::value;
 template <typename Fn>
 decltype(auto) dispatch_dtype(DType t, Fn&& fn) {
   switch (t) {
-    case DType::Bool: return fn(bool{});
-    case DType::Int64: return fn(int64_t{});
-    case DType::Float32: return fn(float{});
-    case DType::Float64: return fn(double{});
+    case DType::Bool:
+      return fn(bool{});
+    case DType::Int64:
+      return fn(int64_t{});
+    case DType::Float32:
+      return fn(float{});
+    case DType::Float64:
+      return fn(double{});
   }
   fail("dispatch_dtype: invalid dtype {}", static_cast<int>(t));
 }

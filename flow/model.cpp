@@ -194,8 +194,8 @@ LoadedModel load_model(const std::filesystem::path& path) {
     model = std::make_shared<VelocityMLP>(mlp_options_from_metadata(file.metadata, name));
   } else {
     model = factory(file.metadata);
-    TIDE_CHECK(model != nullptr, "load_model: '{}': the factory for \"{}\" returned no model",
-               name, arch);
+    TIDE_CHECK(model != nullptr, "load_model: '{}': the factory for \"{}\" returned no model", name,
+               arch);
   }
   load_tensors_into(file, *model, name);
   return {model, std::move(file.metadata)};

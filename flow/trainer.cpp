@@ -148,9 +148,10 @@ int64_t load_training_checkpoint(const std::filesystem::path& path, const Traini
   try {
     nn::load_checkpoint(path, checkpoint);
   } catch (const Error& e) {
-    fail("train_cfm: cannot resume from '{}' (a checkpoint of a run with the same model and "
-         "options is needed): {}",
-         path.string(), e.what());
+    fail(
+        "train_cfm: cannot resume from '{}' (a checkpoint of a run with the same model and "
+        "options is needed): {}",
+        path.string(), e.what());
   }
   return checkpoint.step;
 }
@@ -169,8 +170,7 @@ void check_options(const TrainOptions& o) {
              "train_cfm: unknown source '{}'; the built-in source is 'gaussian' (or pass "
              "custom_source)",
              o.source);
-  TIDE_CHECK(!o.resume || !o.checkpoint_path.empty(),
-             "train_cfm: resume needs checkpoint_path");
+  TIDE_CHECK(!o.resume || !o.checkpoint_path.empty(), "train_cfm: resume needs checkpoint_path");
   TIDE_CHECK(!o.resume || std::filesystem::exists(o.checkpoint_path),
              "train_cfm: cannot resume: checkpoint '{}' does not exist",
              o.checkpoint_path.string());
@@ -226,8 +226,8 @@ TrainResult train_cfm(VelocityField& model, const DataSource& data, const TrainO
   }
   std::unique_ptr<nn::EMA> ema;
   if (options.ema_decay > 0)
-    ema = std::make_unique<nn::EMA>(model, nn::EMAOptions{.decay = options.ema_decay,
-                                                          .warmup = options.ema_warmup});
+    ema = std::make_unique<nn::EMA>(
+        model, nn::EMAOptions{.decay = options.ema_decay, .warmup = options.ema_warmup});
   const TrainingState state{model, optimizer, scheduler.get(), ema.get(), gen};
 
   TrainResult result;
@@ -247,11 +247,10 @@ TrainResult train_cfm(VelocityField& model, const DataSource& data, const TrainO
   while (step < options.steps) {
     // Draws, in a fixed order from the one generator: data, source, matcher.
     Tensor x1 = draw_batch(data, "data source", options.batch, dim, dtype, device, gen);
-    Tensor x0 = options.custom_source
-                    ? draw_batch(options.custom_source, "custom source", options.batch, dim,
-                                 dtype, device, gen)
-                    : normal({options.batch, dim}, 0.0, x0_std, gen,
-                             {.dtype = dtype, .device = device});
+    Tensor x0 = options.custom_source ? draw_batch(options.custom_source, "custom source",
+                                                   options.batch, dim, dtype, device, gen)
+                                      : normal({options.batch, dim}, 0.0, x0_std, gen,
+                                               {.dtype = dtype, .device = device});
     MatcherSample sample = matcher->sample(x0, x1, gen);
 
     Tensor v = model.forward(sample.x_t, sample.t);
@@ -260,6 +259,7 @@ TrainResult train_cfm(VelocityField& model, const DataSource& data, const TrainO
     optimizer.zero_grad();
     backward(loss);
     if (options.grad_clip > 0) nn::clip_grad_norm_(params, options.grad_clip);
+    const double step_lr = optimizer.lr();  // before the schedule moves it
     optimizer.step();
     if (scheduler) scheduler->step();
     if (ema) ema->update();
@@ -277,13 +277,12 @@ TrainResult train_cfm(VelocityField& model, const DataSource& data, const TrainO
     if (last || (options.log_every > 0 && step % options.log_every == 0)) {
       const auto now = Clock::now();
       const double seconds = std::chrono::duration<double>(now - window_start).count();
-      TrainProgress progress{
-          .step = step,
-          .steps = options.steps,
-          .loss = window_loss / static_cast<double>(window_steps),
-          .steps_per_second = seconds > 0 ? window_steps / seconds : 0.0,
-          .lr = optimizer.lr(),
-          .elapsed_seconds = std::chrono::duration<double>(now - start).count()};
+      TrainProgress progress{.step = step,
+                             .steps = options.steps,
+                             .loss = window_loss / static_cast<double>(window_steps),
+                             .steps_per_second = seconds > 0 ? window_steps / seconds : 0.0,
+                             .lr = step_lr,
+                             .elapsed_seconds = std::chrono::duration<double>(now - start).count()};
       result.losses.push_back({step, progress.loss});
       result.final_loss = progress.loss;
       if (options.on_progress) options.on_progress(progress);

@@ -18,7 +18,6 @@
 // checkpoint (which saves the generator state) resumes bit-identically.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -73,7 +72,8 @@ struct TrainOptions {
   // flow/scheduler.h ("poly", "vp", "linear-vp", "cosine", "ve") trains that
   // affine path (PathMatcher), with independent pairs (matcher "icfm") or
   // minibatch-OT pairs (matcher "otcfm"); other matchers define their own path
-  // and combine only with "condot".
+  // and combine only with "condot". "condot" with scheduler.sigma_min > 0 is
+  // Lipman's OT path, trained the same way (PathMatcher).
   std::string path = "condot";
   // "icfm", "otcfm", "target", "sbcfm" or "vpcfm" (flow/matcher.h).
   std::string matcher = "icfm";
@@ -118,7 +118,8 @@ struct TrainOptions {
   std::filesystem::path checkpoint_path = {};
   int64_t checkpoint_every = 0;
   // Continue from checkpoint_path (which must exist): the run ends exactly as
-  // the uninterrupted run with the same options would have, bit for bit.
+  // the uninterrupted run with the same options would have, bit for bit (on
+  // the same machine and thread count, which can change float rounding).
   // `steps` is the total, so resuming a finished run does nothing.
   bool resume = false;
 

@@ -11,7 +11,9 @@ Generator& default_generator() {
   static Generator generator(0);
   return generator;
 }
-void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
+void manual_seed(uint64_t seed) {
+  default_generator().manual_seed(seed);
+}
 
 Tensor full(const Shape& shape, double value, TensorOptions options) {
   bool requires_grad = options.requires_grad;
@@ -21,17 +23,31 @@ Tensor full(const Shape& shape, double value, TensorOptions options) {
   if (requires_grad) out.set_requires_grad(true);
   return out;
 }
-Tensor zeros(const Shape& shape, TensorOptions options) { return full(shape, 0.0, options); }
-Tensor ones(const Shape& shape, TensorOptions options) { return full(shape, 1.0, options); }
-Tensor scalar(double value, TensorOptions options) { return full({}, value, options); }
+Tensor zeros(const Shape& shape, TensorOptions options) {
+  return full(shape, 0.0, options);
+}
+Tensor ones(const Shape& shape, TensorOptions options) {
+  return full(shape, 1.0, options);
+}
+Tensor scalar(double value, TensorOptions options) {
+  return full({}, value, options);
+}
 
 static TensorOptions options_like(const Tensor& x) {
   return {.dtype = x.dtype(), .device = x.device()};
 }
-Tensor zeros_like(const Tensor& x) { return zeros(x.shape(), options_like(x)); }
-Tensor ones_like(const Tensor& x) { return ones(x.shape(), options_like(x)); }
-Tensor full_like(const Tensor& x, double value) { return full(x.shape(), value, options_like(x)); }
-Tensor empty_like(const Tensor& x) { return empty(x.shape(), options_like(x)); }
+Tensor zeros_like(const Tensor& x) {
+  return zeros(x.shape(), options_like(x));
+}
+Tensor ones_like(const Tensor& x) {
+  return ones(x.shape(), options_like(x));
+}
+Tensor full_like(const Tensor& x, double value) {
+  return full(x.shape(), value, options_like(x));
+}
+Tensor empty_like(const Tensor& x) {
+  return empty(x.shape(), options_like(x));
+}
 
 // Ranges are computed on the host in double, then copied to the device in the
 // requested dtype: value i is exactly start + i * step.
@@ -45,7 +61,9 @@ static Tensor from_doubles(const std::vector<double>& values, const Shape& shape
   return out;
 }
 
-Tensor arange(double end, TensorOptions options) { return arange(0, end, 1, options); }
+Tensor arange(double end, TensorOptions options) {
+  return arange(0, end, 1, options);
+}
 
 Tensor arange(double start, double end, double step, TensorOptions options) {
   TIDE_CHECK(step != 0 && std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
@@ -70,7 +88,9 @@ Tensor linspace(double start, double end, int64_t steps, TensorOptions options) 
   return from_doubles(values, {steps}, options);
 }
 
-Tensor eye(int64_t n, TensorOptions options) { return eye(n, n, options); }
+Tensor eye(int64_t n, TensorOptions options) {
+  return eye(n, n, options);
+}
 
 Tensor eye(int64_t n, int64_t m, TensorOptions options) {
   TIDE_CHECK(n >= 0 && m >= 0, "eye: sizes must be non-negative, got {} x {}", n, m);
@@ -123,8 +143,7 @@ Tensor rand(const Shape& shape, Generator& gen, TensorOptions options) {
 Tensor randn(const Shape& shape, Generator& gen, TensorOptions options) {
   return random_fill("randn", shape, Distribution::Normal, 0.0, 1.0, gen, options);
 }
-Tensor uniform(const Shape& shape, double low, double high, Generator& gen,
-               TensorOptions options) {
+Tensor uniform(const Shape& shape, double low, double high, Generator& gen, TensorOptions options) {
   TIDE_CHECK(low <= high, "uniform: low {} is greater than high {}", low, high);
   return random_fill("uniform", shape, Distribution::Uniform, low, high, gen, options);
 }

@@ -7,7 +7,9 @@ namespace tide::kernels {
 
 namespace {
 
-Backend& backend_of(const Tensor& t) { return backend_for(t.device()); }
+Backend& backend_of(const Tensor& t) {
+  return backend_for(t.device());
+}
 
 Tensor empty_like(const Tensor& like, const Shape& shape, DType dtype) {
   return empty(shape, {.dtype = dtype, .device = like.device()});
@@ -28,7 +30,9 @@ void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
 // Copies
 // ---------------------------------------------------------------------------
 
-Tensor contiguous(const Tensor& x) { return x.is_contiguous() ? x : clone(x); }
+Tensor contiguous(const Tensor& x) {
+  return x.is_contiguous() ? x : clone(x);
+}
 
 Tensor clone(const Tensor& x) {
   Tensor out = empty_like(x, x.shape(), x.dtype());
@@ -142,11 +146,10 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, double alpha, doubl
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_same_device(cond, a, "where");
   check_same_device(a, b, "where");
-  TIDE_CHECK(cond.dtype() == DType::Bool, "where: condition must be bool, got {}",
-             cond.describe());
+  TIDE_CHECK(cond.dtype() == DType::Bool, "where: condition must be bool, got {}", cond.describe());
   DType dtype = promote_types(a.dtype(), b.dtype());
-  Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(),
-                                 "where");
+  Shape shape =
+      broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
   Tensor out = empty_like(a, shape, dtype);
   backend_of(a).where(out.view(), expand(cond, shape).view(),
                       expand(to_dtype(a, dtype), shape).view(),
@@ -158,8 +161,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 // Reductions
 // ---------------------------------------------------------------------------
 
-std::vector<int> reduction_dims(const Tensor& x, const std::vector<int64_t>& dims,
-                                const char* op) {
+std::vector<int> reduction_dims(const Tensor& x, const std::vector<int64_t>& dims, const char* op) {
   std::vector<int> out;
   if (dims.empty()) {
     for (int i = 0; i < x.dim(); ++i) out.push_back(i);
@@ -278,8 +280,8 @@ Tensor matmul_batched(const Tensor& a, const Tensor& b, const Tensor& bias, Epil
     bias_view = bias_c.view();
   }
   Tensor out = empty_like(a, shape_out, a.dtype());
-  backend_of(a).matmul(out.view(), expand(a, shape_a).view(), expand(b, shape_b).view(),
-                       bias_view, epilogue);
+  backend_of(a).matmul(out.view(), expand(a, shape_a).view(), expand(b, shape_b).view(), bias_view,
+                       epilogue);
   return out;
 }
 
@@ -316,8 +318,7 @@ Tensor softmax_backward(const Tensor& grad, const Tensor& y, int64_t dim, bool l
 }
 
 // Layer norm views x as [R, C] where C is the product of the normalised dims.
-static std::pair<int64_t, int64_t> rows_cols(const Tensor& x, int normalized_ndim,
-                                             const char* op) {
+static std::pair<int64_t, int64_t> rows_cols(const Tensor& x, int normalized_ndim, const char* op) {
   TIDE_CHECK(normalized_ndim >= 1 && normalized_ndim <= x.dim(),
              "{}: cannot normalise the last {} dims of {}", op, normalized_ndim, x.describe());
   int64_t cols = 1;
@@ -354,8 +355,8 @@ LayerNormResult layer_norm(const Tensor& x, int normalized_ndim, const Tensor& w
   xv.shape = yv.shape = {rows, cols};
   xv.strides = yv.strides = {cols, 1};
   backend_of(x).layer_norm(yv, r.mean.view(), r.rstd.view(), xv,
-                           optional_view(wc, cols, x, "weight"),
-                           optional_view(bc, cols, x, "bias"), eps);
+                           optional_view(wc, cols, x, "weight"), optional_view(bc, cols, x, "bias"),
+                           eps);
   return r;
 }
 
@@ -402,8 +403,7 @@ static void check_index(const Tensor& index, const char* op) {
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   check_index(index, "index_select");
   check_same_device(x, index, "index_select");
-  TIDE_CHECK(index.dim() <= 1, "index_select: index must be 0-d or 1-d, got {}",
-             index.describe());
+  TIDE_CHECK(index.dim() <= 1, "index_select: index must be 0-d or 1-d, got {}", index.describe());
   Tensor src = x.dim() == 0 ? reshape(x, {1}) : x;
   int d = wrap_dim(dim, src.dim(), "index_select");
   Shape shape = src.shape();
@@ -422,8 +422,8 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
              index.describe(), x.describe());
   for (int i = 0; i < x.dim(); ++i)
     TIDE_CHECK(i == d || index.shape()[i] <= x.shape()[i],
-               "gather: index {} is larger than input {} in dim {}", index.describe(),
-               x.describe(), i);
+               "gather: index {} is larger than input {} in dim {}", index.describe(), x.describe(),
+               i);
   Tensor out = empty_like(x, index.shape(), x.dtype());
   backend_of(x).gather(out.view(), x.view(), d, index.view());
   return out;
@@ -460,8 +460,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i];
     check_same_device(first, t, "cat");
-    TIDE_CHECK(t.dim() == first.dim(), "cat: tensor {} is {} but tensor 0 is {}", i,
-               t.describe(), first.describe());
+    TIDE_CHECK(t.dim() == first.dim(), "cat: tensor {} is {} but tensor 0 is {}", i, t.describe(),
+               first.describe());
     for (int j = 0; j < t.dim(); ++j)
       TIDE_CHECK(j == d || t.shape()[j] == first.shape()[j],
                  "cat: tensor {} is {} but tensor 0 is {} (they may differ only in dim {})", i,

@@ -42,8 +42,8 @@ Tensor flatten(const Tensor& x, int64_t start_dim = 0, int64_t end_dim = -1);
 Shape infer_shape(std::vector<int64_t> shape, int64_t numel, const char* op);
 
 // --- copies ---
-Tensor contiguous(const Tensor& x);  // x itself if already contiguous
-Tensor clone(const Tensor& x);       // always a fresh contiguous copy
+Tensor contiguous(const Tensor& x);             // x itself if already contiguous
+Tensor clone(const Tensor& x);                  // always a fresh contiguous copy
 Tensor to_dtype(const Tensor& x, DType dtype);  // x itself if the dtype matches
 Tensor to_device(const Tensor& x, Device device);
 // In place: dst = src (broadcast to dst's shape, converted to dst's dtype).
@@ -65,8 +65,7 @@ Tensor reduce(ReduceOp op, const Tensor& x, std::vector<int64_t> dims, bool keep
 Tensor arg_reduce(bool is_max, const Tensor& x, int64_t dim, bool keepdim);
 Tensor cumsum(const Tensor& x, int64_t dim);
 // The sorted, wrapped, de-duplicated dims (all dims when `dims` is empty).
-std::vector<int> reduction_dims(const Tensor& x, const std::vector<int64_t>& dims,
-                                const char* op);
+std::vector<int> reduction_dims(const Tensor& x, const std::vector<int64_t>& dims, const char* op);
 // x's shape with the reduced dims kept as size 1.
 Shape keepdim_shape(const Shape& shape, const std::vector<int>& dims);
 

@@ -21,18 +21,18 @@ Storage::~Storage() {
 // TensorImpl / Tensor
 // ---------------------------------------------------------------------------
 
-TensorImpl::TensorImpl(std::shared_ptr<Storage> storage, int64_t offset, Shape shape,
-                       Shape strides, DType dtype)
-    : storage(std::move(storage)),
-      offset(offset),
-      shape(shape),
-      strides(strides),
-      dtype(dtype) {}
+TensorImpl::TensorImpl(std::shared_ptr<Storage> storage, int64_t offset, Shape shape, Shape strides,
+                       DType dtype)
+    : storage(std::move(storage)), offset(offset), shape(shape), strides(strides), dtype(dtype) {}
 
 TensorImpl::~TensorImpl() = default;
 
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
+int64_t Tensor::size(int64_t d) const {
+  return shape()[wrap_dim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  return strides()[wrap_dim(d, dim(), "stride")];
+}
 
 bool Tensor::is_contiguous() const {
   if (numel() == 0) return true;  // nothing to address (PyTorch's convention)
@@ -50,7 +50,9 @@ void* Tensor::raw_data() const {
   return base + impl_->offset * static_cast<int64_t>(dtype_size(impl_->dtype));
 }
 
-ArrayView Tensor::view() const { return ArrayView{raw_data(), dtype(), shape(), strides()}; }
+ArrayView Tensor::view() const {
+  return ArrayView{raw_data(), dtype(), shape(), strides()};
+}
 
 double Tensor::item() const {
   TIDE_CHECK(defined(), "item: the tensor is undefined");
@@ -151,10 +153,12 @@ Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, i
   for (int i = 0; i < shape.size(); ++i) {
     if (shape[i] == 0) empty_view = true;
     int64_t extent = (shape[i] - 1) * strides[i];
-    if (extent > 0) hi += extent; else lo += extent;
+    if (extent > 0)
+      hi += extent;
+    else
+      lo += extent;
   }
-  int64_t capacity =
-      static_cast<int64_t>(base.storage()->nbytes() / dtype_size(base.dtype()));
+  int64_t capacity = static_cast<int64_t>(base.storage()->nbytes() / dtype_size(base.dtype()));
   TIDE_CHECK(empty_view || (lo >= 0 && hi < capacity),
              "view: shape {} with strides {} at offset {} is out of bounds of a storage of {} "
              "elements",

@@ -131,9 +131,9 @@ class Tensor {
 
 struct AutogradMeta {
   bool requires_grad = false;
-  Tensor grad;                                // accumulated gradient (leaves)
-  std::shared_ptr<Node> grad_fn;              // producer (non-leaves)
-  std::weak_ptr<Node> grad_accumulator;       // the sink node of a leaf
+  Tensor grad;                           // accumulated gradient (leaves)
+  std::shared_ptr<Node> grad_fn;         // producer (non-leaves)
+  std::weak_ptr<Node> grad_accumulator;  // the sink node of a leaf
 };
 
 // Creation options, used with designated initializers:

@@ -23,8 +23,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 Tensor expand(const Tensor& x, const Shape& shape) {
   if (x.shape() == shape) return x;
   int rank = shape.size();
-  TIDE_CHECK(rank >= x.dim(), "expand: cannot expand {} to the lower-rank shape {}",
-             x.describe(), shape);
+  TIDE_CHECK(rank >= x.dim(), "expand: cannot expand {} to the lower-rank shape {}", x.describe(),
+             shape);
   Shape strides = Shape::filled(rank, 0);
   for (int i = 0; i < rank; ++i) {
     int ix = x.dim() - rank + i;
