@@ -1,6 +1,7 @@
 // The one header a Tide user includes.
 #pragma once
 
+#include "autograd/anomaly.h"
 #include "autograd/autograd.h"
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"

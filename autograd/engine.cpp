@@ -2,10 +2,12 @@
 // its nodes in reverse creation order once all their incoming gradients are
 // summed, and deliver gradients to leaves (backward) or to the caller (grad).
 #include <atomic>
+#include <mutex>
 #include <queue>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "autograd/anomaly.h"
 #include "autograd/autograd.h"
 #include "autograd/ops.h"
 #include "tensor/kernels.h"
@@ -17,6 +19,28 @@ namespace tide {
 // ---------------------------------------------------------------------------
 
 static std::atomic<uint64_t> g_next_sequence_nr{0};
+
+// The inputs whose gradients the node running on this thread must produce
+// (bit i for input i; inputs past 63 always count as needed). All bits set
+// outside a backward pass.
+static thread_local uint64_t t_needed_inputs = ~uint64_t{0};
+
+bool needs_input_grad(size_t i) {
+  return i >= 64 || ((t_needed_inputs >> i) & 1) != 0;
+}
+
+namespace {
+// Sets t_needed_inputs for one node's backward, restoring the outer value
+// (a backward closure may itself run a nested backward pass).
+class NeededInputsScope {
+ public:
+  explicit NeededInputsScope(uint64_t mask) : previous_(t_needed_inputs) { t_needed_inputs = mask; }
+  ~NeededInputsScope() { t_needed_inputs = previous_; }
+
+ private:
+  uint64_t previous_;
+};
+}  // namespace
 
 Node::Node(const char* name) : name_(name), sequence_nr_(g_next_sequence_nr++) {}
 
@@ -99,6 +123,10 @@ Edge gradient_edge(const Tensor& t) {
   // A leaf: reuse its accumulator while anything holds it, so that all uses of
   // the leaf in one graph meet in one node.
   AutogradMeta& meta = const_cast<Tensor&>(t).autograd_meta();
+  // Threads recording graphs through the same leaf (one model shared by
+  // several inference threads) would race on its accumulator slot.
+  static std::mutex accumulator_mutex;
+  std::lock_guard<std::mutex> lock(accumulator_mutex);
   std::shared_ptr<Node> acc = meta.grad_accumulator.lock();
   if (!acc) {
     acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
@@ -125,6 +153,8 @@ void record(const char* name, const std::vector<Tensor>& inputs, Tensor& output,
       node->inputs.push_back({});
     }
   }
+  if (detect_anomaly_enabled()) [[unlikely]]
+    detail::check_forward_anomaly(name, inputs, output, *node);
   AutogradMeta& meta = output.autograd_meta();
   meta.requires_grad = true;
   meta.grad_fn = std::move(node);
@@ -252,7 +282,14 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& outputs,
     bool is_leaf_sink = dynamic_cast<AccumulateGrad*>(node) != nullptr;
     if (is_leaf_sink && !accumulate_into_leaves) continue;
 
-    std::vector<Tensor> input_grads = node->apply(grad);
+    uint64_t needed_inputs = 0;
+    for (size_t i = 0; i < node->next_edges.size(); ++i) {
+      Node* next = node->next_edges[i].node.get();
+      if (i >= 64 || (next && needed.count(next))) needed_inputs |= uint64_t{1} << (i & 63);
+    }
+    NeededInputsScope scope(needed_inputs);
+    std::vector<Tensor> input_grads =
+        detect_anomaly_enabled() ? detail::apply_checked(*node, grad) : node->apply(grad);
     if (!retain_graph) node->release();
     TIDE_CHECK(is_leaf_sink || input_grads.size() == node->next_edges.size(),
                "backward of '{}' returned {} gradients for {} inputs", node->name(),

@@ -48,6 +48,9 @@ class Node : public std::enable_shared_from_this<Node> {
 
   std::vector<Edge> next_edges;
   std::vector<InputInfo> inputs;  // parallel to next_edges
+  // The module path where the forward op ran ("net.2"), recorded only in
+  // anomaly mode (autograd/anomaly.h) for its error messages; else null.
+  const char* module_path = nullptr;
 
  private:
   const char* name_;
@@ -133,6 +136,14 @@ bool needs_grad(const Ts&... tensors) {
   return GradMode::is_enabled() && ((tensors.defined() && tensors.requires_grad()) || ...);
 }
 bool needs_grad_any(const std::vector<Tensor>& tensors);
+
+// Inside a backward closure: whether the engine will use the gradient of the
+// op's input i (PyTorch's ctx.needs_input_grad). False for an input that needs
+// no gradient and, in grad(), for one from which no requested tensor can be
+// reached; the closure may return an undefined Tensor for it and skip the
+// work (a weight's gradient when only d/dx was asked for). True outside a
+// backward pass.
+bool needs_input_grad(size_t i);
 
 enum class SaveOutput : bool { No = false, Yes = true };
 

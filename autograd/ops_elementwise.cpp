@@ -174,8 +174,8 @@ Tensor relu_grad(const Tensor& grad, const Tensor& x) {
   Tensor out = kernels::binary(BinaryOp::ReluGrad, grad, x);
   if (needs_grad(grad, x)) {
     // Linear in grad; the derivative in x is zero almost everywhere.
-    record("relu_grad", {grad, x}, out, [x](const Tensor& gg, const Tensor&) -> Grads {
-      return {relu_grad(gg, x), Tensor()};
+    record("relu_grad", {grad, x}, out, [grad, x](const Tensor& gg, const Tensor&) -> Grads {
+      return {unbroadcast(relu_grad(gg, x), grad), Tensor()};
     });
   }
   return out;
@@ -193,7 +193,7 @@ Tensor silu_grad(const Tensor& grad, const Tensor& x) {
       // silu'(x) = s (1 + x (1 - s)); silu''(x) = s (1 - s) (2 + x (1 - 2 s))
       Tensor s = sigmoid(x);
       Tensor second = mul(mul(s, sub(1.0, s)), add(mul(x, sub(1.0, mul(s, 2.0))), 2.0));
-      return {silu_grad(gg, x), mul(mul(gg, grad), second)};
+      return {unbroadcast(silu_grad(gg, x), grad), unbroadcast(mul(mul(gg, grad), second), x)};
     });
   }
   return out;
@@ -230,7 +230,8 @@ Tensor gelu_grad(const Tensor& grad, const Tensor& x, GeluApproximation approxim
                second =
                    mul(sech2, sub(add(du, mul(mul(x, ddu), 0.5)), mul(mul(x, th), square(du))));
              }
-             return {gelu_grad(gg, x, approximate), mul(mul(gg, grad), second)};
+             return {unbroadcast(gelu_grad(gg, x, approximate), grad),
+                     unbroadcast(mul(mul(gg, grad), second), x)};
            });
   }
   return out;
@@ -247,7 +248,8 @@ Tensor elu_grad(const Tensor& grad, const Tensor& x, double alpha) {
     record("elu_grad", {grad, x}, out, [grad, x, alpha](const Tensor& gg, const Tensor&) -> Grads {
       // elu''(x) = alpha e^x for x <= 0, else 0
       Tensor second = where(gt(x, 0.0), 0.0, mul(exp(x), alpha));
-      return {elu_grad(gg, x, alpha), mul(mul(gg, grad), second)};
+      return {unbroadcast(elu_grad(gg, x, alpha), grad),
+              unbroadcast(mul(mul(gg, grad), second), x)};
     });
   }
   return out;
@@ -266,7 +268,7 @@ Tensor selu_grad(const Tensor& grad, const Tensor& x) {
   if (needs_grad(grad, x)) {
     record("selu_grad", {grad, x}, out, [grad, x](const Tensor& gg, const Tensor&) -> Grads {
       Tensor second = where(gt(x, 0.0), 0.0, mul(exp(x), kSeluScale * kSeluAlpha));
-      return {selu_grad(gg, x), mul(mul(gg, grad), second)};
+      return {unbroadcast(selu_grad(gg, x), grad), unbroadcast(mul(mul(gg, grad), second), x)};
     });
   }
   return out;
@@ -288,7 +290,8 @@ Tensor softplus_grad(const Tensor& grad, const Tensor& x, double beta, double th
              Tensor s = sigmoid(mul(x, beta));
              Tensor second =
                  where(gt(mul(x, beta), threshold), 0.0, mul(mul(s, sub(1.0, s)), beta));
-             return {softplus_grad(gg, x, beta, threshold), mul(mul(gg, grad), second)};
+             return {unbroadcast(softplus_grad(gg, x, beta, threshold), grad),
+                     unbroadcast(mul(mul(gg, grad), second), x)};
            });
   }
   return out;
@@ -302,8 +305,8 @@ Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = kernels::binary(BinaryOp::Add, a, b);
   if (needs_grad(a, b)) {
     record("add", {a, b}, out, [a, b](const Tensor& g, const Tensor&) -> Grads {
-      return {a.requires_grad() ? unbroadcast(g, a) : Tensor(),
-              b.requires_grad() ? unbroadcast(g, b) : Tensor()};
+      return {needs_input_grad(0) ? unbroadcast(g, a) : Tensor(),
+              needs_input_grad(1) ? unbroadcast(g, b) : Tensor()};
     });
   }
   return out;
@@ -313,8 +316,8 @@ Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = kernels::binary(BinaryOp::Sub, a, b);
   if (needs_grad(a, b)) {
     record("sub", {a, b}, out, [a, b](const Tensor& g, const Tensor&) -> Grads {
-      return {a.requires_grad() ? unbroadcast(g, a) : Tensor(),
-              b.requires_grad() ? unbroadcast(neg(g), b) : Tensor()};
+      return {needs_input_grad(0) ? unbroadcast(g, a) : Tensor(),
+              needs_input_grad(1) ? unbroadcast(neg(g), b) : Tensor()};
     });
   }
   return out;
@@ -324,8 +327,8 @@ Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = kernels::binary(BinaryOp::Mul, a, b);
   if (needs_grad(a, b)) {
     record("mul", {a, b}, out, [a, b](const Tensor& g, const Tensor&) -> Grads {
-      return {a.requires_grad() ? unbroadcast(mul(g, b), a) : Tensor(),
-              b.requires_grad() ? unbroadcast(mul(g, a), b) : Tensor()};
+      return {needs_input_grad(0) ? unbroadcast(mul(g, b), a) : Tensor(),
+              needs_input_grad(1) ? unbroadcast(mul(g, a), b) : Tensor()};
     });
   }
   return out;
@@ -336,8 +339,8 @@ Tensor div(const Tensor& a, const Tensor& b) {
   if (needs_grad(a, b)) {
     record("div", {a, b}, out, [a, b](const Tensor& g, const Tensor&) -> Grads {
       Tensor ga = div(g, b);
-      return {a.requires_grad() ? unbroadcast(ga, a) : Tensor(),
-              b.requires_grad() ? unbroadcast(neg(mul(ga, div(a, b))), b) : Tensor()};
+      return {needs_input_grad(0) ? unbroadcast(ga, a) : Tensor(),
+              needs_input_grad(1) ? unbroadcast(neg(mul(ga, div(a, b))), b) : Tensor()};
     });
   }
   return out;
@@ -349,8 +352,8 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
     record("maximum", {a, b}, out, [a, b](const Tensor& g, const Tensor&) -> Grads {
       // Ties split the gradient evenly (PyTorch).
       Tensor share = add(to(gt(a, b), g.dtype()), mul(to(eq(a, b), g.dtype()), 0.5));
-      return {a.requires_grad() ? unbroadcast(mul(g, share), a) : Tensor(),
-              b.requires_grad() ? unbroadcast(mul(g, sub(1.0, share)), b) : Tensor()};
+      return {needs_input_grad(0) ? unbroadcast(mul(g, share), a) : Tensor(),
+              needs_input_grad(1) ? unbroadcast(mul(g, sub(1.0, share)), b) : Tensor()};
     });
   }
   return out;
@@ -361,8 +364,8 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
   if (needs_grad(a, b)) {
     record("minimum", {a, b}, out, [a, b](const Tensor& g, const Tensor&) -> Grads {
       Tensor share = add(to(lt(a, b), g.dtype()), mul(to(eq(a, b), g.dtype()), 0.5));
-      return {a.requires_grad() ? unbroadcast(mul(g, share), a) : Tensor(),
-              b.requires_grad() ? unbroadcast(mul(g, sub(1.0, share)), b) : Tensor()};
+      return {needs_input_grad(0) ? unbroadcast(mul(g, share), a) : Tensor(),
+              needs_input_grad(1) ? unbroadcast(mul(g, sub(1.0, share)), b) : Tensor()};
     });
   }
   return out;
@@ -461,8 +464,8 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   if (needs_grad(a, b)) {
     record("where", {a, b}, out, [cond, a, b](const Tensor& g, const Tensor&) -> Grads {
       Tensor zero = zeros({}, {.dtype = g.dtype(), .device = g.device()});
-      return {a.requires_grad() ? unbroadcast(where(cond, g, zero), a) : Tensor(),
-              b.requires_grad() ? unbroadcast(where(cond, zero, g), b) : Tensor()};
+      return {needs_input_grad(0) ? unbroadcast(where(cond, g, zero), a) : Tensor(),
+              needs_input_grad(1) ? unbroadcast(where(cond, zero, g), b) : Tensor()};
     });
   }
   return out;

@@ -15,8 +15,8 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
     record("matmul", {a, b}, out, [a, b](const Tensor& g, const Tensor&) -> Grads {
       // dA = dY B^T, dB = A^T dY, summed over broadcast batch dims.
       Tensor ga, gb;
-      if (a.requires_grad()) ga = sum_to(batched_matmul(g, transpose(b, -1, -2)), a.shape());
-      if (b.requires_grad()) gb = sum_to(batched_matmul(transpose(a, -1, -2), g), b.shape());
+      if (needs_input_grad(0)) ga = sum_to(batched_matmul(g, transpose(b, -1, -2)), a.shape());
+      if (needs_input_grad(1)) gb = sum_to(batched_matmul(transpose(a, -1, -2), g), b.shape());
       return {ga, gb};
     });
   }
@@ -59,32 +59,39 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Epilogu
         "linear", {x2, weight, bias}, out,
         [x2, weight, bias, activation](const Tensor& g, const Tensor& y) -> Grads {
           // First undo the activation using its output y, then the affine map.
+          // One fused kernel when nobody differentiates this backward again;
+          // else the same derivative from differentiable ops.
+          const bool fused = !needs_grad(g, y);
           Tensor gz = g;
           switch (activation) {
             case Epilogue::None:
               break;
-            case Epilogue::Relu:
-              gz = mul(g, to(gt(y, 0.0), g.dtype()));
+            case Epilogue::Relu:  // y > 0 exactly where x > 0
+              gz = fused ? kernels::binary(BinaryOp::ReluGrad, g, y)
+                         : mul(g, to(gt(y, 0.0), g.dtype()));
               break;
             case Epilogue::Tanh:
-              gz = mul(g, sub(1.0, square(y)));
+              gz = fused ? kernels::binary(BinaryOp::TanhGradFromOutput, g, y)
+                         : mul(g, sub(1.0, square(y)));
               break;
             case Epilogue::Sigmoid:
-              gz = mul(g, mul(y, sub(1.0, y)));
+              gz = fused ? kernels::binary(BinaryOp::SigmoidGradFromOutput, g, y)
+                         : mul(g, mul(y, sub(1.0, y)));
               break;
             case Epilogue::Selu: {
               // selu' from the output: scale for y > 0, else y + scale * alpha
               constexpr double kScaleAlpha = 1.0507009873554804934 * 1.6732632423543772848;
-              gz = mul(g, where(gt(y, 0.0),
-                                scalar(1.0507009873554804934,
-                                       {.dtype = y.dtype(), .device = y.device()}),
-                                add(y, kScaleAlpha)));
+              gz = fused ? kernels::binary(BinaryOp::SeluGradFromOutput, g, y)
+                         : mul(g, where(gt(y, 0.0),
+                                        scalar(1.0507009873554804934,
+                                               {.dtype = y.dtype(), .device = y.device()}),
+                                        add(y, kScaleAlpha)));
               break;
             }
           }
-          Tensor gx = x2.requires_grad() ? matmul(gz, weight) : Tensor();
-          Tensor gw = weight.requires_grad() ? matmul(transpose(gz, 0, 1), x2) : Tensor();
-          Tensor gb = bias.defined() && bias.requires_grad() ? sum(gz, {0}) : Tensor();
+          Tensor gx = needs_input_grad(0) ? matmul(gz, weight) : Tensor();
+          Tensor gw = needs_input_grad(1) ? matmul(transpose(gz, 0, 1), x2) : Tensor();
+          Tensor gb = needs_input_grad(2) ? sum(gz, {0}) : Tensor();
           return {gx, gw, gb};
         },
         activation == Epilogue::None ? SaveOutput::No : SaveOutput::Yes);

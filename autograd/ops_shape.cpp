@@ -188,7 +188,8 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
   int d = wrap_dim(dim, x.dim(), "slice");
   auto [s, e] = normalize_slice(start, end, x.shape()[d]);
   return picked_view("slice", "slice_backward", x, out,
-                     [d, s, e, step](const Tensor& t) { return slice(t, d, s, e, step); });
+                     // Init-captures: clang before 16 cannot capture structured bindings.
+                     [d, s = s, e = e, step](const Tensor& t) { return slice(t, d, s, e, step); });
 }
 
 Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {

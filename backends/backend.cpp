@@ -23,6 +23,7 @@ const char* name_at(const char* const (&table)[N], uint8_t index) {
 // Backends that other libraries register at load time (CUDA). The CPU backend is
 // not stored here: it always exists and is returned directly.
 std::atomic<Backend*> g_cuda_backend{nullptr};
+std::atomic<BackendFactory> g_cuda_factory{nullptr};
 
 }  // namespace
 
@@ -44,10 +45,19 @@ Backend& backend_for(Device device) {
     return cpu::cpu_backend();
   }
   Backend* cuda = g_cuda_backend.load(std::memory_order_acquire);
+  if (cuda == nullptr) {
+    if (BackendFactory factory = g_cuda_factory.load(std::memory_order_acquire)) {
+      cuda = &factory(device);  // throws when there is no such device
+      g_cuda_backend.store(cuda, std::memory_order_release);
+    }
+  }
   TIDE_CHECK(cuda != nullptr,
              "backend_for: {}: CUDA backend is not available (Tide was built without CUDA or no "
              "GPU is present)",
              device);
+  TIDE_CHECK(device == cuda->device(),
+             "backend_for: {} is not available (the CUDA backend runs on {})", device,
+             cuda->device());
   return *cuda;
 }
 
@@ -56,6 +66,21 @@ void register_backend(DeviceKind kind, Backend* backend) {
              "register_backend: only a CUDA backend can be registered (the CPU backend is "
              "built in)");
   g_cuda_backend.store(backend, std::memory_order_release);
+}
+
+void register_backend_factory(DeviceKind kind, BackendFactory factory) {
+  TIDE_CHECK(kind == DeviceKind::CUDA,
+             "register_backend_factory: only a CUDA backend can be registered (the CPU backend is "
+             "built in)");
+  g_cuda_factory.store(factory, std::memory_order_release);
+}
+
+void Backend::begin_capture() {
+  fail("begin_capture: {} has no graph capture (CUDA Graphs need a CUDA device)", device());
+}
+
+std::unique_ptr<DeviceGraph> Backend::end_capture() {
+  fail("end_capture: {} has no graph capture (CUDA Graphs need a CUDA device)", device());
 }
 
 }  // namespace tide

@@ -88,31 +88,32 @@ struct ArrayView {
 // logical ops write bool. The *Grad ops are activation derivatives g * f'(x)
 // (or g * f'(y) from the output y where noted), which autograd uses as fused
 // backward kernels.
-#define TIDE_BINARY_OPS(X)                                                      \
-  X(Add, "add")                                                                 \
-  X(Sub, "sub")                                                                 \
-  X(Mul, "mul")                                                                 \
-  X(Div, "div")                                                                 \
-  X(Maximum, "maximum")                                                         \
-  X(Minimum, "minimum")                                                         \
-  X(Pow, "pow")                                                                 \
-  X(Eq, "eq")                                                                   \
-  X(Ne, "ne")                                                                   \
-  X(Lt, "lt")                                                                   \
-  X(Le, "le")                                                                   \
-  X(Gt, "gt")                                                                   \
-  X(Ge, "ge")                                                                   \
-  X(LogicalAnd, "logical_and")                                                  \
-  X(LogicalOr, "logical_or")                                                    \
-  X(ReluGrad, "relu_grad")                                                      \
-  X(SiluGrad, "silu_grad")                                                      \
-  X(GeluErfGrad, "gelu_grad")                                                   \
-  X(GeluTanhGrad, "gelu_tanh_grad")                                             \
-  X(EluGrad, "elu_grad") /* alpha */                                            \
-  X(SeluGrad, "selu_grad")                                                      \
-  X(SoftplusGrad, "softplus_grad")         /* alpha = beta, beta = threshold */ \
-  X(SigmoidGradFromOutput, "sigmoid_grad") /* b is y = sigmoid(x) */            \
-  X(TanhGradFromOutput, "tanh_grad")       /* b is y = tanh(x) */
+#define TIDE_BINARY_OPS(X)                                                            \
+  X(Add, "add")                                                                       \
+  X(Sub, "sub")                                                                       \
+  X(Mul, "mul")                                                                       \
+  X(Div, "div")                                                                       \
+  X(Maximum, "maximum")                                                               \
+  X(Minimum, "minimum")                                                               \
+  X(Pow, "pow")                                                                       \
+  X(Eq, "eq")                                                                         \
+  X(Ne, "ne")                                                                         \
+  X(Lt, "lt")                                                                         \
+  X(Le, "le")                                                                         \
+  X(Gt, "gt")                                                                         \
+  X(Ge, "ge")                                                                         \
+  X(LogicalAnd, "logical_and")                                                        \
+  X(LogicalOr, "logical_or")                                                          \
+  X(ReluGrad, "relu_grad")                                                            \
+  X(SiluGrad, "silu_grad")                                                            \
+  X(GeluErfGrad, "gelu_grad")                                                         \
+  X(GeluTanhGrad, "gelu_tanh_grad")                                                   \
+  X(EluGrad, "elu_grad") /* alpha */                                                  \
+  X(SeluGrad, "selu_grad")                                                            \
+  X(SoftplusGrad, "softplus_grad")               /* alpha = beta, beta = threshold */ \
+  X(SigmoidGradFromOutput, "sigmoid_grad")       /* b is y = sigmoid(x) */            \
+  X(TanhGradFromOutput, "tanh_grad")             /* b is y = tanh(x) */               \
+  X(SeluGradFromOutput, "selu_grad_from_output") /* b is y = selu(x) */
 
 // Reductions over the dims where dst has size 1 and src does not.
 #define TIDE_REDUCE_OPS(X) \
@@ -145,7 +146,7 @@ inline constexpr int kNumBinaryOps = 0 TIDE_BINARY_OPS(TIDE_COUNT_ENTRY);
 inline constexpr int kNumReduceOps = 0 TIDE_REDUCE_OPS(TIDE_COUNT_ENTRY);
 inline constexpr int kNumEpilogues = 0 TIDE_EPILOGUE_OPS(TIDE_COUNT_ENTRY);
 static_assert(kNumUnaryOps == 27, "update the unary name table users and tests");
-static_assert(kNumBinaryOps == 24, "update the binary name table users and tests");
+static_assert(kNumBinaryOps == 25, "update the binary name table users and tests");
 static_assert(kNumReduceOps == 4, "update the reduce name table users and tests");
 static_assert(kNumEpilogues == 5, "update the epilogue name table users and tests");
 
@@ -159,12 +160,31 @@ inline constexpr bool produces_bool(BinaryOp op) {
   return op >= BinaryOp::Eq && op <= BinaryOp::LogicalOr;
 }
 
+// What a device's allocator holds (memory_stats()). bytes_in_use counts blocks
+// handed out and not yet returned; bytes_cached counts blocks a caching
+// allocator keeps for reuse (0 on the CPU, where malloc does the caching).
+struct MemoryStats {
+  size_t bytes_in_use = 0;
+  size_t peak_bytes_in_use = 0;
+  size_t bytes_cached = 0;
+  uint64_t num_allocations = 0;  // calls to allocate() since the process started
+};
+
 // The distributions the counter-based generator can fill a tensor with.
 enum class Distribution : uint8_t {
   Uniform,    // [a, b)
   Normal,     // mean a, standard deviation b
   Bernoulli,  // 1 with probability a (bool, int64 or float dst)
   RandInt,    // integers in [a, b) (int64 or float dst)
+};
+
+// A recorded sequence of device work that can be launched again as one unit
+// (a CUDA Graph). Replaying reads and writes the same memory the captured work
+// did, so inputs are refreshed by copying into the captured tensors.
+class DeviceGraph {
+ public:
+  virtual ~DeviceGraph() = default;
+  virtual void replay() = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -179,9 +199,22 @@ class Backend {
   // Returns memory aligned to 64 bytes, or throws tide::Error naming the size.
   virtual void* allocate(size_t nbytes) = 0;
   virtual void deallocate(void* ptr, size_t nbytes) = 0;
+  virtual MemoryStats memory_stats() const = 0;
+  // Sets peak_bytes_in_use to the current bytes_in_use.
+  virtual void reset_peak_memory_stats() = 0;
   // Byte copies between this device and the host (same device for CPU).
   virtual void copy_to_host(void* host_dst, const void* src, size_t nbytes) = 0;
   virtual void copy_from_host(void* dst, const void* host_src, size_t nbytes) = 0;
+
+  // --- execution ---
+  // Waits until all work issued to the device has finished (a no-op on the
+  // CPU, whose primitives return when done).
+  virtual void synchronize() {}
+  // Graph capture: between begin_capture() and end_capture() the work this
+  // thread issues is recorded instead of run (and memory allocated meanwhile
+  // stays reserved for the graph). Devices without graphs throw tide::Error.
+  virtual void begin_capture();
+  virtual std::unique_ptr<DeviceGraph> end_capture();
 
   // --- elementwise ---
   // dst = src converted to dst.dtype; src has dst's shape (stride 0 where broadcast).
@@ -255,5 +288,12 @@ class Backend {
 Backend& backend_for(Device device);
 // Lets a device backend (the CUDA library) register itself at load time.
 void register_backend(DeviceKind kind, Backend* backend);
+// Or register a factory that backend_for calls while no backend is registered
+// for that kind: the CUDA library registers one at load time, so nothing
+// touches the GPU until a CUDA device is first asked for. The factory returns
+// the backend for `device` (backend_for then remembers it), or throws
+// tide::Error saying why the device is unavailable.
+using BackendFactory = Backend& (*)(Device device);
+void register_backend_factory(DeviceKind kind, BackendFactory factory);
 
 }  // namespace tide

@@ -222,23 +222,23 @@ Result bench_loglik(const Settings& settings, const LoglikCase& c) {
   Generator gen(5);
   Tensor x1 = c.dim == 2 ? flow::sample_dataset("8gaussians", points, gen, c.dtype)
                          : randn({points, c.dim}, gen, {.dtype = c.dtype});
-  const flow::VelocityFn field = model->as_fn();
   const flow::LikelihoodOptions options{.solver = flow::Solver::RK4,
                                         .steps = steps,
                                         .divergence = c.divergence,
                                         .probes = c.probes,
                                         .seed = 6};
   flow::LikelihoodResult lik;
-  auto run = [&] { lik = flow::log_likelihood(field, x1, options); };
+  auto run = [&] { lik = flow::log_likelihood(*model, x1, options); };
   // Warm up on a short solve: the long one runs for seconds.
   flow::LikelihoodOptions short_options = options;
   short_options.steps = 2;
-  auto warmup = [&] { flow::log_likelihood(field, x1, short_options); };
+  auto warmup = [&] { flow::log_likelihood(*model, x1, short_options); };
 
   // Per evaluation of the augmented field: one forward pass on the points and
-  // one input VJP per divergence term (d for exact, K for Hutchinson). That is
-  // the arithmetic any implementation needs; Tide's replicated batch also
-  // repeats the forward pass d (or K) times, which is not counted.
+  // one input VJP (or, for the MLP's forward-mode exact trace, one tangent
+  // pass) per divergence term (d for exact, K for Hutchinson). That is the
+  // arithmetic any implementation needs; Hutchinson's replicated batch also
+  // repeats the forward pass K times, which is not counted.
   const int64_t vjps = c.divergence == flow::Divergence::Exact ? c.dim : c.probes;
   const double flops_per_eval =
       forward_flops(points, c.dim, c.width) + vjps * input_vjp_flops(points, c.dim, c.width);

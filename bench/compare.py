@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+from openblas_core import OPENBLAS_CORE  # before torch: see openblas_core.py
 import torch
 
 
@@ -104,6 +105,7 @@ def main():
             t = time_torch(fn)
             torch_best[name] = min(torch_best.get(name, float("inf")), t)
 
+    print(f"OpenBLAS kernel for PyTorch: {OPENBLAS_CORE or 'auto'}")
     print(f"PyTorch {torch.__version__} vs Tide, each the best of 1 and 2 threads, "
           f"{os.cpu_count()} cores; ratio = PyTorch time / Tide time (> 1: Tide is faster)\n")
     print("| case | Tide | PyTorch | ratio |")

@@ -34,6 +34,7 @@ import tempfile
 import time
 
 import numpy as np
+from openblas_core import OPENBLAS_CORE  # before torch: see openblas_core.py
 import torch
 
 # Cases in table order: (name, label). Names are shared with bench_flow.cpp.
@@ -371,6 +372,7 @@ def main():
         check_lines = checks(tide, cases)
 
     peak = tide["peak_gflops"]
+    print(f"OpenBLAS kernel for PyTorch: {OPENBLAS_CORE or 'auto'}")
     print(f"Tide vs PyTorch {torch.__version__}, each the faster of 1 and 2 threads (shown as "
           f"'N thr'), {os.cpu_count()} cores. Measured FP32 FMA peak: "
           f"{peak:.0f} GFLOP/s ({tide['vector_bits']}-bit FMA loop on all cores).\n")

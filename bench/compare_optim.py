@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+from openblas_core import OPENBLAS_CORE  # before torch: see openblas_core.py
 import torch
 
 TORCHCFM = [(64, 3), (64,), (64, 64), (64,), (64, 64), (64,), (2, 64), (2,)]
@@ -100,6 +101,7 @@ def main():
                 key = (name, foreach)
                 best[key] = min(best.get(key, float("inf")), t)
 
+    print(f"OpenBLAS kernel for PyTorch: {OPENBLAS_CORE or 'auto'}")
     print(f"PyTorch {torch.__version__} vs Tide ({what}), {os.cpu_count()} cores, float32; "
           "ratio = PyTorch time / Tide time (> 1: Tide is faster)\n")
     print("| one step | params | Tide | PyTorch default | ratio | PyTorch foreach | ratio |")

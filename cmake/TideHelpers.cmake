@@ -1,6 +1,6 @@
 # tide_add_layer(<target> DIRS <dir>... [PUBLIC_DEPS ...] [PRIVATE_DEPS ...])
 #
-# One library per layer, built from every .cpp in its directories. Headers are
+# One library per layer, built from every .cpp (and .cu) in its directories. Headers are
 # included relative to the repository root ("tensor/tensor.h"), both in the
 # build tree and once installed (under <prefix>/include/tide/).
 #
@@ -12,7 +12,8 @@ function(tide_add_layer target)
   set(sources)
   set(headers)
   foreach(dir ${ARG_DIRS})
-    file(GLOB dir_sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/${dir}/*.cpp)
+    file(GLOB dir_sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/${dir}/*.cpp
+      ${PROJECT_SOURCE_DIR}/${dir}/*.cu)
     file(GLOB dir_headers CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/${dir}/*.h)
     list(APPEND sources ${dir_sources})
     list(APPEND headers ${dir_headers})
@@ -28,7 +29,9 @@ function(tide_add_layer target)
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/tide>)
   target_compile_features(${target} PUBLIC cxx_std_20)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  # Warnings for C++ sources only: nvcc (for the .cu files) does not take them.
+  target_compile_options(${target} PRIVATE
+    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter>)
   target_link_libraries(${target} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
   # Installed layers find each other (libtide_autograd -> libtide_tensor) in
   # their own directory, whatever the install prefix.

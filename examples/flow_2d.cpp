@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
 
   // 4. Exact log-likelihoods of held-out data (integrating from t = 1 to 0).
   Tensor data = sample_dataset(dataset, 1000, gen);
-  LikelihoodResult ll = log_likelihood(model.as_fn(), data, {.solver = Solver::RK4, .steps = 40});
+  LikelihoodResult ll = log_likelihood(model, data, {.solver = Solver::RK4, .steps = 40});
   Estimate nll = negative_log_likelihood(ll.log_p);
   fmt::print("NLL {:.4f} +- {:.4f} nats ({:.4f} bits/dim), NFE {}\n", nll.value, nll.standard_error,
              bits_per_dim(nll.value, 2), ll.nfe);
@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
       .density(
           [&](const Tensor& grid) {
             Tensor points = to(grid, DType::Float32);
-            return log_likelihood(model.as_fn(), points, {.solver = Solver::RK4, .steps = 20})
+            return log_likelihood(model, points, {.solver = Solver::RK4, .steps = 20})
                 .log_p;
           },
           100)

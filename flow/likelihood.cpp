@@ -4,6 +4,8 @@
 #include <limits>
 #include <numbers>
 
+#include "flow/model.h"
+
 namespace tide::flow {
 
 namespace {
@@ -154,11 +156,17 @@ struct AugmentedSolution {
   SystemSolution solution;
 };
 
+// v and the exact div v at (x, t) without a graph; empty: use exact_divergence
+// on the VelocityFn.
+using ExactDivergenceFn =
+    std::function<VelocityDivergence(const Tensor& x, const Tensor& t, DType accumulate)>;
+
 // Integrates (x, l) with dx/dt = v, dl/dt = div v from (x_start, 0) at t_start
 // to t_end.
-AugmentedSolution integrate_augmented(const VelocityFn& velocity, const Tensor& x_start,
-                                      double t_start, double t_end, const LikelihoodOptions& o,
-                                      const char* op) {
+AugmentedSolution integrate_augmented(const VelocityFn& velocity,
+                                      const ExactDivergenceFn& model_divergence,
+                                      const Tensor& x_start, double t_start, double t_end,
+                                      const LikelihoodOptions& o, const char* op) {
   check_batch(x_start, op);
   const int64_t batch = x_start.size(0), dim = x_start.size(1);
   const bool hutchinson = o.divergence == Divergence::Hutchinson;
@@ -176,9 +184,13 @@ AugmentedSolution integrate_augmented(const VelocityFn& velocity, const Tensor& 
 
   OdeSystemFn system = [&](const OdeState& y, double t) -> OdeState {
     Tensor time = full({batch}, t, {.dtype = x_start.dtype(), .device = x_start.device()});
-    VelocityDivergence vd =
-        hutchinson ? hutchinson_divergence(velocity, y[0], time, probes, accumulate, o.keep_graph)
-                   : exact_divergence(velocity, y[0], time, accumulate, o.keep_graph);
+    VelocityDivergence vd;
+    if (hutchinson)
+      vd = hutchinson_divergence(velocity, y[0], time, probes, accumulate, o.keep_graph);
+    else if (model_divergence && !o.keep_graph)
+      vd = model_divergence(y[0], time, accumulate);
+    else
+      vd = exact_divergence(velocity, y[0], time, accumulate, o.keep_graph);
     return {vd.velocity, vd.divergence};
   };
   Shape acc_shape = hutchinson ? Shape{batch, o.probes} : Shape{batch};
@@ -232,9 +244,13 @@ void copy_counts(LikelihoodResult& r, const SystemSolution& s) {
 
 }  // namespace
 
-LikelihoodResult log_likelihood(const VelocityFn& velocity, const Tensor& x1,
-                                const LikelihoodOptions& options) {
-  AugmentedSolution a = integrate_augmented(velocity, x1, 1.0, 0.0, options, "log_likelihood");
+namespace {
+
+LikelihoodResult log_likelihood_impl(const VelocityFn& velocity,
+                                     const ExactDivergenceFn& model_divergence, const Tensor& x1,
+                                     const LikelihoodOptions& options) {
+  AugmentedSolution a =
+      integrate_augmented(velocity, model_divergence, x1, 1.0, 0.0, options, "log_likelihood");
   LikelihoodResult r;
   r.x1 = x1;
   r.x0 = a.x;
@@ -245,10 +261,12 @@ LikelihoodResult log_likelihood(const VelocityFn& velocity, const Tensor& x1,
   return r;
 }
 
-LikelihoodResult sample_with_log_likelihood(const VelocityFn& velocity, const Tensor& x0,
-                                            const LikelihoodOptions& options) {
-  AugmentedSolution a =
-      integrate_augmented(velocity, x0, 0.0, 1.0, options, "sample_with_log_likelihood");
+LikelihoodResult sample_with_log_likelihood_impl(const VelocityFn& velocity,
+                                                 const ExactDivergenceFn& model_divergence,
+                                                 const Tensor& x0,
+                                                 const LikelihoodOptions& options) {
+  AugmentedSolution a = integrate_augmented(velocity, model_divergence, x0, 0.0, 1.0, options,
+                                            "sample_with_log_likelihood");
   LikelihoodResult r;
   r.x0 = x0;
   r.x1 = a.x;
@@ -256,6 +274,34 @@ LikelihoodResult sample_with_log_likelihood(const VelocityFn& velocity, const Te
   finish(r, neg(a.integral), options);
   copy_counts(r, a.solution);
   return r;
+}
+
+ExactDivergenceFn divergence_of(VelocityField& model) {
+  return [&model](const Tensor& x, const Tensor& t, DType accumulate) {
+    return model.velocity_and_divergence(x, t, accumulate);
+  };
+}
+
+}  // namespace
+
+LikelihoodResult log_likelihood(const VelocityFn& velocity, const Tensor& x1,
+                                const LikelihoodOptions& options) {
+  return log_likelihood_impl(velocity, {}, x1, options);
+}
+
+LikelihoodResult sample_with_log_likelihood(const VelocityFn& velocity, const Tensor& x0,
+                                            const LikelihoodOptions& options) {
+  return sample_with_log_likelihood_impl(velocity, {}, x0, options);
+}
+
+LikelihoodResult log_likelihood(VelocityField& model, const Tensor& x1,
+                                const LikelihoodOptions& options) {
+  return log_likelihood_impl(model.as_fn(), divergence_of(model), x1, options);
+}
+
+LikelihoodResult sample_with_log_likelihood(VelocityField& model, const Tensor& x0,
+                                            const LikelihoodOptions& options) {
+  return sample_with_log_likelihood_impl(model.as_fn(), divergence_of(model), x0, options);
 }
 
 Tensor dequantize_uniform(const Tensor& pixels, Generator& gen, DType dtype) {

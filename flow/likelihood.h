@@ -13,7 +13,13 @@
 // source sample, giving each generated point and its log-density in one solve.
 //
 // Divergence, and what it costs per evaluation of the augmented system:
-//   Exact: the batch is replicated d times ([d*B, d]), the field evaluated once
+//   Exact, for a model that knows its structure (VelocityField::
+//     velocity_and_divergence; VelocityMLP): one forward pass on the B rows
+//     that also carries the d tangent directions dx/dx_i forward through the
+//     layers (forward-mode differentiation), so the trace needs one evaluation
+//     plus d tangent passes' worth of matrix products, with no graph and no
+//     weight gradients. The log_likelihood(VelocityField&, ...) overloads use it.
+//   Exact, for any VelocityFn: the batch is replicated d times ([d*B, d]), the field evaluated once
 //     on it, and ONE reverse pass with the block one-hot cotangent (block i
 //     holds e_i in every row) yields all d vector-Jacobian products; the trace
 //     is the sum of their diagonal entries. Arithmetic: d forward + d backward
@@ -104,6 +110,17 @@ struct VelocityDivergence {
   Tensor velocity;    // v(x, t) [B, d], x's dtype
   Tensor divergence;  // exact: [B]; Hutchinson: [B, K], one estimate per probe
 };
+
+class VelocityField;  // flow/model.h
+
+// The same two integrations for a model: exact divergences come from
+// model.velocity_and_divergence() (VelocityMLP's forward-mode pass) unless
+// options.keep_graph asks for a differentiable result; Hutchinson and
+// keep_graph go through model.as_fn() like the overloads above.
+LikelihoodResult log_likelihood(VelocityField& model, const Tensor& x1,
+                                const LikelihoodOptions& options = {});
+LikelihoodResult sample_with_log_likelihood(VelocityField& model, const Tensor& x0,
+                                            const LikelihoodOptions& options = {});
 
 // v and div v at x [B, d], t [B], in one replicated evaluation and one reverse
 // pass. The divergence has dtype `accumulate` (float64 or x's dtype).

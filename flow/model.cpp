@@ -6,7 +6,9 @@
 #include <charconv>
 #include <mutex>
 
+#include "autograd/anomaly.h"
 #include "nn/activation.h"
+#include "nn/linear.h"
 #include "nn/mlp.h"
 
 namespace tide::flow {
@@ -17,6 +19,11 @@ namespace tide::flow {
 
 VelocityFn VelocityField::as_fn() {
   return [this](const Tensor& x, const Tensor& t) { return forward(x, t); };
+}
+
+VelocityDivergence VelocityField::velocity_and_divergence(const Tensor& x, const Tensor& t,
+                                                          DType accumulate) {
+  return exact_divergence(as_fn(), x, t, accumulate);
 }
 
 DType VelocityField::dtype() const {
@@ -47,7 +54,7 @@ VelocityMLP::VelocityMLP(const VelocityMLPOptions& options) : options_(options) 
                                          .generator = options.generator}));
 }
 
-Tensor VelocityMLP::forward(const Tensor& x, const Tensor& t) {
+Tensor VelocityMLP::input_with_time(const Tensor& x, const Tensor& t) const {
   TIDE_CHECK(x.defined() && t.defined(), "VelocityMLP: x and t must be defined tensors");
   TIDE_CHECK(x.dim() == 2 && x.size(1) == options_.dim,
              "VelocityMLP: x must be [B, {}] (the model's dim), got {}", options_.dim, x.shape());
@@ -64,7 +71,83 @@ Tensor VelocityMLP::forward(const Tensor& x, const Tensor& t) {
                x.shape(), t.shape());
     if (time.dim() == 1) time = unsqueeze(time, 1);
   }
-  return net_->forward(cat({x, time}, 1));
+  return cat({x, time}, 1);
+}
+
+Tensor VelocityMLP::forward(const Tensor& x, const Tensor& t) {
+  Tensor input = input_with_time(x, t);
+  ModuleScope scope("net");  // anomaly messages name "net.2", like the parameters
+  return net_->forward(input);
+}
+
+namespace {
+
+// f'(z) of an elementwise activation module, with f(z): one reverse pass of
+// the activation alone (cotangent 1), so every activation works without a
+// hand-written derivative.
+std::pair<Tensor, Tensor> activation_and_slope(nn::Module& activation, const Tensor& z) {
+  GradModeGuard grad_on(true);
+  Tensor leaf = detach(z);
+  leaf.set_requires_grad(true);
+  Tensor y = activation.forward(leaf);
+  Tensor slope = grad({y}, {leaf}, {ones_like(y)})[0];
+  return {detach(y), slope};
+}
+
+}  // namespace
+
+VelocityDivergence VelocityMLP::velocity_and_divergence(const Tensor& x, const Tensor& t,
+                                                        DType accumulate) {
+  TIDE_CHECK(is_floating(accumulate),
+             "VelocityMLP::velocity_and_divergence: accumulate dtype must be floating, got {}",
+             accumulate);
+  // Only chains of Linear and elementwise activations are handled here.
+  const size_t n = net_->size();
+  for (size_t i = 0; i < n; ++i) {
+    const auto& m = (*net_)[i];
+    bool is_linear = dynamic_cast<nn::Linear*>(m.get()) != nullptr;
+    if (!is_linear && dynamic_cast<nn::Activation*>(m.get()) == nullptr)
+      return VelocityField::velocity_and_divergence(x, t, accumulate);
+  }
+  NoGradGuard no_grad;
+  Tensor h = input_with_time(x, t);
+  const int64_t batch = x.size(0), d = options_.dim;
+  // tangent [d, B, features]: block i holds dh/dx_i for every row. Tangent
+  // index first, so the per-row activation slope [B, features] broadcasts
+  // over whole contiguous blocks and the products are one [d*B, in] matmul.
+  Tensor tangent;  // undefined before the first Linear
+  Tensor divergence;
+  for (size_t i = 0; i < n; ++i) {
+    const auto& m = (*net_)[i];
+    if (auto* linear = dynamic_cast<nn::Linear*>(m.get())) {
+      const Tensor& w = linear->weight();  // [out, in]
+      const int64_t out = w.size(0), in = w.size(1);
+      if (i + 1 == n) {
+        // The output layer: only dv_i/dx_i is needed, <W[i, :], tangent i>,
+        // as d products [B, in] @ [in, 1].
+        if (!tangent.defined()) {
+          // A single Linear: the Jacobian is W[:, :d], the same for every row.
+          Tensor eye_d = eye(d, {.dtype = w.dtype(), .device = w.device()});
+          divergence = expand(reshape(sum(mul(slice(w, 1, 0, d), eye_d)), {1}), {batch});
+        } else {
+          Tensor diagonal = matmul(tangent, unsqueeze(w, 2));  // [d, B, 1]
+          divergence = sum(tide::to(diagonal, accumulate), {0, 2});
+        }
+      } else if (!tangent.defined()) {
+        // d(W [x, t] + b)/dx_i is column i of W, the same for every row.
+        tangent = expand(unsqueeze(transpose(slice(w, 1, 0, d), 0, 1), 1), {d, batch, out});
+      } else {
+        tangent =
+            reshape(matmul(reshape(tangent, {d * batch, in}), transpose(w, 0, 1)), {d, batch, out});
+      }
+      h = linear->forward(h);
+    } else {
+      auto [y, slope] = activation_and_slope(*m, h);
+      if (tangent.defined()) tangent = mul(tangent, slope);
+      h = y;
+    }
+  }
+  return {h, tide::to(divergence, accumulate)};
 }
 
 ModelMetadata VelocityMLP::architecture() const {

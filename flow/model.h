@@ -34,6 +34,7 @@
 #include <memory>
 #include <string>
 
+#include "flow/likelihood.h"
 #include "flow/ode.h"
 #include "nn/container.h"
 #include "nn/module.h"
@@ -74,6 +75,14 @@ class VelocityField : public nn::Module {
   // (no copy): the module must outlive it.
   VelocityFn as_fn();
 
+  // v(x, t) and the exact divergence div v = trace(dv/dx) per row ([B], of
+  // dtype `accumulate`), as values without a graph: what log-likelihoods
+  // need. The default replicates the batch d times and takes one reverse pass
+  // (flow/likelihood.h exact_divergence); a field that knows its structure
+  // overrides it with something cheaper.
+  virtual VelocityDivergence velocity_and_divergence(const Tensor& x, const Tensor& t,
+                                                     DType accumulate);
+
   // The dtype and device of the parameters (the first parameter's; float32 on
   // the CPU for a field without parameters).
   DType dtype() const;
@@ -108,6 +117,13 @@ class VelocityMLP : public VelocityField {
 
   int64_t dim() const override { return options_.dim; }
   ModelMetadata architecture() const override;
+
+  // Forward-mode: carries the d tangents dh/dx_i ([B, d, W]) through the
+  // layers next to h, so the divergence costs one evaluation plus d tangent
+  // matrix products per hidden layer, with no graph and no weight gradients.
+  // The last layer only needs the diagonal: div = sum_i <T_i, W_last[i]>.
+  VelocityDivergence velocity_and_divergence(const Tensor& x, const Tensor& t,
+                                             DType accumulate) override;
   const VelocityMLPOptions& options() const { return options_; }
   const std::shared_ptr<nn::Sequential>& net() const { return net_; }
   std::string type_name() const override { return "VelocityMLP"; }
@@ -116,6 +132,9 @@ class VelocityMLP : public VelocityField {
   std::string extra_repr() const override;
 
  private:
+  // [x, t] as the net's input [B, d + 1], after checking both.
+  Tensor input_with_time(const Tensor& x, const Tensor& t) const;
+
   VelocityMLPOptions options_;
   std::shared_ptr<nn::Sequential> net_;
 };

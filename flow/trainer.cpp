@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "flow/datasets.h"
+#include "nn/atomic_file.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 
@@ -232,6 +233,9 @@ TrainResult train_cfm(VelocityField& model, const DataSource& data, const TrainO
 
   TrainResult result;
   result.metadata = training_metadata(options);
+  // A run killed while writing a checkpoint leaves its temporary file
+  // behind; remove those of dead processes so repeated kills cannot fill the disk.
+  if (!options.checkpoint_path.empty()) io::remove_stale_temp_files(options.checkpoint_path);
   int64_t step = 0;
   if (options.resume) step = load_training_checkpoint(options.checkpoint_path, state);
   result.start_step = step;

@@ -1,6 +1,7 @@
 #include "nn/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -134,6 +135,29 @@ void write_file_atomically(const std::filesystem::path& target, const std::strin
   AtomicFileWriter writer(target, op);
   fill(writer);  // if this throws, ~AtomicFileWriter removes the temporary file
   writer.commit();
+}
+
+size_t remove_stale_temp_files(const std::filesystem::path& target) {
+  const std::string prefix = "." + target.filename().string() + ".tmp-";
+  std::error_code ec;
+  std::filesystem::directory_iterator it(directory_of(target), ec);
+  if (ec) return 0;  // no directory yet: nothing to clean
+  size_t removed = 0;
+  for (const auto& entry : it) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    // The writer's pid follows the prefix (see temp_name_for).
+    long pid = 0;
+    size_t i = prefix.size();
+    for (; i < name.size() && i < prefix.size() + 9 && name[i] >= '0' && name[i] <= '9'; ++i)
+      pid = pid * 10 + (name[i] - '0');
+    if (i == prefix.size() || i == name.size() || name[i] != '-' || pid <= 0) continue;
+    if (pid == static_cast<long>(::getpid())) continue;
+    // kill(pid, 0) sends nothing; ESRCH means no such process.
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    if (std::filesystem::remove(entry.path(), ec)) ++removed;
+  }
+  return removed;
 }
 
 // ---------------------------------------------------------------------------

@@ -65,6 +65,15 @@ class AtomicFileWriter {
 void write_file_atomically(const std::filesystem::path& target, const std::string& op,
                            const std::function<void(AtomicFileWriter&)>& fill);
 
+// Removes the temporary files an AtomicFileWriter for `target` left behind
+// when its process died before committing (SIGKILL, a crash, power loss):
+// ".<name>.tmp-<pid>-..." next to the target whose process no longer runs.
+// Files of running processes (and of this one) are kept. Returns how many
+// were removed. Long jobs that are killed and resumed call it at start-up
+// (the trainer does, for its checkpoint), so killed checkpoint writes do not
+// pile up on disk.
+size_t remove_stale_temp_files(const std::filesystem::path& target);
+
 // Bytes to parse, with a known size: a file (InputFile) or a buffer in memory
 // (MemorySource, for tests and fuzzers). Parsers read through read_at, which
 // checks every range against size() first.

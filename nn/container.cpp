@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "autograd/anomaly.h"
 #include "nn/activation.h"
 #include "nn/linear.h"
 
@@ -30,11 +31,13 @@ Tensor Sequential::forward(const Tensor& x) {
       auto* layer = dynamic_cast<Linear*>(modules_[i].get());
       auto* activation = dynamic_cast<Activation*>(modules_[i + 1].get());
       if (layer != nullptr && activation != nullptr && activation->epilogue() != Epilogue::None) {
+        ModuleScope scope(i);  // anomaly messages name the Linear's index
         y = layer->forward(y, activation->epilogue());
         ++i;  // the activation has been applied
         continue;
       }
     }
+    ModuleScope scope(i);
     y = modules_[i]->forward(y);
   }
   return y;

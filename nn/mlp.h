@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "autograd/anomaly.h"
 #include "nn/container.h"
 
 namespace tide::nn {
@@ -42,7 +43,10 @@ struct TorchCfmMlpOptions {
 class TorchCfmMLP : public Module {
  public:
   explicit TorchCfmMLP(const TorchCfmMlpOptions& options);
-  Tensor forward(const Tensor& x) override { return net_->forward(x); }
+  Tensor forward(const Tensor& x) override {
+    ModuleScope scope("net");  // anomaly messages name "net.2"
+    return net_->forward(x);
+  }
   const std::shared_ptr<Sequential>& net() const { return net_; }
   std::string type_name() const override { return "MLP"; }
 

@@ -1,6 +1,12 @@
 #include "tensor/tensor.h"
 
 #include <limits>
+#include <new>
+
+#include "tensor/kernels.h"
+#ifdef TIDE_HAVE_CUDA
+#include "backends/cuda/cuda_backend.h"
+#endif
 
 namespace tide {
 
@@ -52,6 +58,19 @@ void* Tensor::raw_data() const {
 
 ArrayView Tensor::view() const {
   return ArrayView{raw_data(), dtype(), shape(), strides()};
+}
+
+Tensor Tensor::to(Device device) const {
+  TIDE_CHECK(defined(), "to: the tensor is undefined");
+  return kernels::to_device(*this, device);
+}
+
+bool cuda_is_available() {
+#ifdef TIDE_HAVE_CUDA
+  return cuda::is_available();
+#else
+  return false;
+#endif
 }
 
 double Tensor::item() const {
@@ -130,16 +149,31 @@ AutogradMeta& Tensor::autograd_meta() {
 // ---------------------------------------------------------------------------
 
 Tensor empty(const Shape& shape, TensorOptions options) {
-  int64_t n = 1;
+  bool has_zero = false;
   for (int64_t d : shape) {
     TIDE_CHECK(d >= 0, "empty: negative size in shape {}", shape);
-    // Refuse shapes whose element count or byte size overflows int64.
-    TIDE_CHECK(d == 0 || n <= std::numeric_limits<int64_t>::max() / 8 / d,
-               "empty: shape {} has too many elements", shape);
-    n *= d;
+    has_zero = has_zero || d == 0;
   }
-  auto storage =
-      std::make_shared<Storage>(static_cast<size_t>(n) * dtype_size(options.dtype), options.device);
+  // The byte size, refusing shapes where it overflows int64 (which would wrap
+  // to a small allocation). A shape with a zero size has no elements at all.
+  int64_t nbytes = 0;
+  if (!has_zero) {
+    nbytes = static_cast<int64_t>(dtype_size(options.dtype));
+    for (int64_t d : shape)
+      TIDE_CHECK(!__builtin_mul_overflow(nbytes, d, &nbytes),
+                 "empty: {}{} needs more than 2^63 bytes (its byte size overflows int64)",
+                 options.dtype, shape);
+  }
+  // Out of memory is an error naming the request, not an abort.
+  std::shared_ptr<Storage> storage;
+  try {
+    storage = std::make_shared<Storage>(static_cast<size_t>(nbytes), options.device);
+  } catch (const Error& e) {
+    fail("empty: cannot allocate {}{} on {}: {}", options.dtype, shape, options.device, e.what());
+  } catch (const std::bad_alloc&) {
+    fail("empty: cannot allocate {}{} ({} bytes) on {}: out of memory", options.dtype, shape,
+         nbytes, options.device);
+  }
   Tensor t(std::make_shared<TensorImpl>(std::move(storage), 0, shape, contiguous_strides(shape),
                                         options.dtype));
   if (options.requires_grad) t.set_requires_grad(true);

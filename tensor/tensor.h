@@ -89,11 +89,17 @@ class Tensor {
   T* data_ptr() const {
     TIDE_CHECK(dtype_of<T> == dtype(), "data_ptr: tensor has dtype {}, requested {}", dtype(),
                dtype_of<T>);
+    TIDE_CHECK(device().is_cpu(),
+               "data_ptr: {} is on {}; host code must read a copy (tensor.to(Device::cpu()))",
+               describe(), device());
     return static_cast<T*>(raw_data());
   }
   void* raw_data() const;
   // The strided window a backend primitive reads or writes.
   ArrayView view() const;
+  // A copy on `device` (this tensor itself when it is already there). Not
+  // differentiable: tide::to(x, device) in autograd/ops.h records the move.
+  Tensor to(Device device) const;
   // The single element of a one-element tensor, converted to double.
   double item() const;
   template <typename T>
@@ -146,6 +152,10 @@ struct TensorOptions {
 
 // A new, uninitialised contiguous tensor.
 Tensor empty(const Shape& shape, TensorOptions options = {});
+
+// True when Tide was built with the CUDA backend and a CUDA device is present
+// (Device::cuda() tensors can be made). Never throws.
+bool cuda_is_available();
 // A tensor viewing `storage` with the given geometry; checks the bounds.
 Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset);
 

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -15,9 +16,11 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/onednn.h"
 #include "backends/cpu/threads.h"
 #include "backends/philox.h"
+#include "tensor/creation.h"
 
 using namespace tide;
 
@@ -293,6 +296,13 @@ bool binary_ref(BinaryOp op, double a, double b, double alpha, double beta, doub
     case BinaryOp::TanhGradFromOutput:
       out = a * (1 - b * b);
       return true;
+    case BinaryOp::SeluGradFromOutput: {
+      // Recover x = selu^-1(y), then differentiate selu at x.
+      const double scale = 1.0507009873554804934, alpha = 1.6732632423543772848;
+      double x = b > 0 ? b / scale : std::log1p(b / (scale * alpha));
+      out = a * (x > 0 ? scale : scale * alpha * std::exp(x));
+      return true;
+    }
     default:
       return false;
   }
@@ -399,6 +409,53 @@ TEST_CASE("allocate is aligned and reports impossible sizes", "[backend]") {
   backend().copy_to_host(back.data(), p, 100);
   CHECK(back == host);
   backend().deallocate(p, 100);
+}
+
+TEST_CASE("memory statistics count bytes in use and the peak", "[backend]") {
+  const MemoryStats before = backend().memory_stats();
+  backend().reset_peak_memory_stats();
+  void* a = backend().allocate(1000);
+  void* b = backend().allocate(24);
+  MemoryStats during = backend().memory_stats();
+  CHECK(during.bytes_in_use == before.bytes_in_use + 1024);
+  CHECK(during.peak_bytes_in_use >= during.bytes_in_use);
+  CHECK(during.num_allocations == before.num_allocations + 2);
+  backend().deallocate(a, 1000);
+  backend().deallocate(b, 24);
+  MemoryStats after = backend().memory_stats();
+  CHECK(after.bytes_in_use == before.bytes_in_use);
+  CHECK(after.peak_bytes_in_use >= before.bytes_in_use + 1024);
+  {
+    // A tensor's storage goes through the same allocator.
+    Tensor t = zeros({256}, {.dtype = DType::Float64});
+    CHECK(backend().memory_stats().bytes_in_use == before.bytes_in_use + 256 * 8);
+  }
+  CHECK(backend().memory_stats().bytes_in_use == before.bytes_in_use);
+}
+
+TEST_CASE("large blocks are cached and handed out again", "[backend]") {
+  auto& cpu = cpu::cpu_backend();
+  cpu.empty_cache();
+  CHECK(cpu.memory_stats().bytes_cached == 0);
+  const size_t n = cpu::CpuBackend::kLargeBlock * 3 + 100;
+  void* a = cpu.allocate(n);
+  REQUIRE(reinterpret_cast<uintptr_t>(a) % 64 == 0);
+  std::memset(a, 1, n);
+  cpu.deallocate(a, n);
+  const size_t cached = cpu.memory_stats().bytes_cached;
+  CHECK(cached >= n);
+  CHECK(cached < n + std::bit_ceil(n) / 8);  // a size class is a 1/8 power-of-two step
+  void* b = cpu.allocate(n - 50);            // same size class: the same block
+  CHECK(b == a);
+  CHECK(cpu.memory_stats().bytes_cached == 0);
+  std::memset(b, 2, n - 50);
+  cpu.deallocate(b, n - 50);
+  cpu.empty_cache();
+  CHECK(cpu.memory_stats().bytes_cached == 0);
+  // Small blocks are never cached.
+  void* c = cpu.allocate(1000);
+  cpu.deallocate(c, 1000);
+  CHECK(cpu.memory_stats().bytes_cached == 0);
 }
 
 TEST_CASE("thread count setting", "[backend]") {
@@ -568,6 +625,8 @@ void check_binary(BinaryOp op, int64_t rows, int64_t cols, int layout) {
     b = random_host<T>({rows, cols}, 0.01, 0.99, 5);
   } else if (op == BinaryOp::TanhGradFromOutput) {
     b = random_host<T>({rows, cols}, -0.99, 0.99, 5);
+  } else if (op == BinaryOp::SeluGradFromOutput) {
+    b = random_host<T>({rows, cols}, -1.75, 3, 5);  // selu's range is (-1.7581, inf)
   } else {
     b = random_host<T>({rows, cols}, -3, 3, 5);
   }

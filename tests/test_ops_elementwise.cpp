@@ -478,6 +478,14 @@ TEST_CASE("elementwise: gradcheck and gradgradcheck of the derivative ops", "[el
     Tensor xt = transposed_leaf(sample(6, c.domain, 0.3));
     CHECK(tide::gradcheck(fn, {g, xt}));
     CHECK(tide::gradgradcheck(fn, {g, xt}));
+    // Broadcast operands: a scalar gradient against a matrix x, and a row of
+    // x against a matrix gradient (found by the conformance suite).
+    Tensor g0 = make({0.7}, {}, DType::Float64, true);
+    CHECK(tide::gradcheck(fn, {g0, x}));
+    CHECK(tide::gradgradcheck(fn, {g0, x}));
+    Tensor x_row = make(sample(3, c.domain, 0.2), {1, 3}, DType::Float64, true);
+    CHECK(tide::gradcheck(fn, {g, x_row}));
+    CHECK(tide::gradgradcheck(fn, {g, x_row}));
   }
 }
 

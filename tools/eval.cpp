@@ -55,7 +55,7 @@ void run_eval(const EvalFlags& f) {
   lik.probes = f.probes;
   lik.seed = f.seed;
   lik.source_std = model.source_std;
-  const flow::LikelihoodResult likelihood = flow::log_likelihood(model.field->as_fn(), x, lik);
+  const flow::LikelihoodResult likelihood = flow::log_likelihood(*model.field, x, lik);
   const flow::Estimate nll = flow::negative_log_likelihood(likelihood.log_p);
 
   // As many model samples as data points, for the sample metrics.

@@ -56,7 +56,7 @@ void run_loglik(const LoglikFlags& f) {
   options.source_std = model.source_std;
 
   const Stopwatch clock;
-  const flow::LikelihoodResult result = flow::log_likelihood(model.field->as_fn(), x1, options);
+  const flow::LikelihoodResult result = flow::log_likelihood(*model.field, x1, options);
   const double seconds = clock.seconds();
 
   const flow::Estimate nll = flow::negative_log_likelihood(result.log_p);

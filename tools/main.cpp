@@ -9,93 +9,26 @@
 //
 // Exit status: 0 on success, 1 for an error in the inputs or while running
 // (one line "tide <command>: error: ..." on stderr), and CLI11's codes (>= 100)
-// for malformed command lines.
-#include <CLI/CLI.hpp>
-
+// for malformed command lines. The command line itself is built in
+// tools/app.cpp.
 #include <cstdio>
 #include <exception>
 #include <new>
 #include <string>
 
-#include "backends/cpu/threads.h"
+#include "tools/app.h"
 #include "tools/common.h"
 
-namespace {
-
-// Messages may span lines: a list of problems, or a model printed as a tree.
-// The command prints one line: list lines are joined with "; ", indented
-// (tree) lines with ", ", and none right after "(" or before ")".
-std::string one_line(const std::string& message) {
-  std::string out;
-  size_t i = 0;
-  while (i < message.size()) {
-    if (message[i] != '\n') {
-      out += message[i++];
-      continue;
-    }
-    size_t next = i + 1;
-    while (next < message.size() && message[next] == ' ') ++next;
-    const bool indented = next > i + 1;
-    if (next < message.size() && message[next] != '\n' && !out.empty()) {
-      if (out.back() == '(' || message[next] == ')') {
-        // "Sequential(\n  (0): ..." -> "Sequential((0): ..."
-      } else {
-        out += indented ? ", " : "; ";
-      }
-    }
-    i = next;
-  }
-  return out;
-}
-
-// The name of the subcommand that was given ("tide sample"), for messages.
-std::string command_name(const CLI::App& app) {
-  for (const CLI::App* sub : app.get_subcommands()) return "tide " + sub->get_name();
-  return "tide";
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  CLI::App app{
-      "tide: continuous normalizing flows trained by conditional flow matching.\n"
-      "Train a velocity field on 2-D toy data or your own .npy/.csv table, sample it with an\n"
-      "ODE solver, compute exact log-likelihoods, evaluate and plot. t = 0 is the source\n"
-      "(Gaussian noise), t = 1 the data. Run 'tide COMMAND --help' for each command's flags.",
-      "tide"};
-  app.require_subcommand(1);
-  // Global options are accepted after the subcommand too: tide train --threads 1.
-  app.fallthrough();
-  app.add_option_function<int>(
-         "--threads", [](int n) { tide::set_num_threads(n); },
-         "CPU threads for the kernels (default: $TIDE_NUM_THREADS, else one per core)")
-      ->check(tide::cli::integer_in(1, 4096));
-  app.failure_message([&app](const CLI::App*, const CLI::Error& e) {
-    const std::string name = command_name(app);
-    return fmt::format("{}: error: {} (see '{} --help')\n", name, one_line(e.what()), name);
-  });
-  tide::cli::add_train_command(app);
-  tide::cli::add_sample_command(app);
-  tide::cli::add_loglik_command(app);
-  tide::cli::add_eval_command(app);
-  tide::cli::add_plot_command(app);
+  const std::unique_ptr<CLI::App> owned = tide::cli::make_app();
+  CLI::App& app = *owned;
+  using tide::cli::command_name;
+  using tide::cli::one_line;
 
-  // An unknown command word would otherwise be reported as "a subcommand is
-  // required"; name it instead.
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--threads") {
-      ++i;  // skip its value
-      continue;
-    }
-    if (arg.empty() || arg[0] == '-') continue;
-    const auto known = app.get_subcommands([&arg](CLI::App* sub) { return sub->check_name(arg); });
-    if (known.empty()) {
-      return app.exit(CLI::ExtrasError(
-          fmt::format("unknown command '{}' (expected train, sample, loglik, eval or plot)", arg),
-          CLI::ExitCodes::ExtrasError));
-    }
-    break;
+  try {
+    tide::cli::check_command_word(app, std::vector<std::string>(argv + 1, argv + argc));
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
   }
 
   // The subcommands do their work in callbacks run by parse(), so the

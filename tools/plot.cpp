@@ -111,12 +111,11 @@ void run_plot(const PlotFlags& f) {
     options.rtol = solve.rtol;
     options.atol = solve.atol;
     options.source_std = model->source_std;
-    const flow::VelocityFn velocity = model->field->as_fn();
     int64_t nfe = 0;
     plot.density(
         [&](const Tensor& points) {
           const Tensor x = to(to(points, model->field->dtype()), model->field->device());
-          flow::LikelihoodResult r = flow::log_likelihood(velocity, x, options);
+          flow::LikelihoodResult r = flow::log_likelihood(*model->field, x, options);
           nfe += r.nfe;
           return r.log_p;
         },

@@ -121,8 +121,10 @@ void add_sample_command(CLI::App& app) {
       "Sample a trained model: draw x0 from the source N(0, s^2 I) (or read it) and integrate\n"
       "dx/dt = v(x, t) from t = 0 to t = 1. The architecture comes from the model file.");
   cmd->add_option("--model", flags->model, "The model file (.safetensors)")->required();
+  // No cap below 2^40: a count too large for the machine fails in the
+  // allocator with an error naming the bytes it asked for.
   CLI::Option* n = cmd->add_option("--n", flags->n, "How many points to draw")
-                       ->check(integer_in(1, int64_t{1} << 31))
+                       ->check(integer_in(1, int64_t{1} << 40))
                        ->capture_default_str();
   CLI::Option* seed =
       cmd->add_option("--seed", flags->seed, "Seed of the source draw")->capture_default_str();

@@ -1,8 +1,10 @@
 // tide train: fit a velocity field by conditional flow matching and write it
 // as a safetensors model file that records its architecture.
+#include "autograd/anomaly.h"
 #include "backends/backend.h"
 #include "flow/datasets.h"
 #include "flow/trainer.h"
+#include "nn/atomic_file.h"
 #include "tools/common.h"
 
 namespace tide::cli {
@@ -32,6 +34,7 @@ struct TrainFlags {
   std::string lr_schedule = "constant";
   double ema_decay = 0;
   double grad_clip = 0;
+  bool detect_anomaly = false;
 };
 
 // model.safetensors -> model.ckpt, in the same directory.
@@ -44,6 +47,7 @@ std::string default_checkpoint(const std::string& out) {
 void run_train(const TrainFlags& f, bool sigma_given) {
   check_output_path(f.out, "--out", ".safetensors");
   const std::string checkpoint = f.checkpoint.empty() ? default_checkpoint(f.out) : f.checkpoint;
+  io::remove_stale_temp_files(f.out);  // left by a run killed while writing --out
   if (f.resume) {
     TIDE_CHECK(std::filesystem::exists(checkpoint),
                "--resume: checkpoint '{}' not found (a 'tide train' with the same --out, or "
@@ -116,6 +120,9 @@ void run_train(const TrainFlags& f, bool sigma_given) {
              f.resume ? fmt::format(", resuming from '{}'", checkpoint) : "");
   std::fflush(stdout);
 
+  // Anomaly mode (autograd/anomaly.h): the first NaN/Inf in a forward or
+  // backward pass stops training with an error naming the op and module.
+  DetectAnomalyGuard anomaly(f.detect_anomaly);
   const flow::TrainResult result = flow::train_cfm(*model, source, options);
   bar.finish();
 
@@ -225,6 +232,10 @@ void add_train_command(CLI::App& app) {
       ->group(more);
   cmd->add_option("--grad-clip", flags->grad_clip, "Clip the global gradient norm (0: off)")
       ->check(non_negative_number())
+      ->group(more);
+  cmd->add_flag("--detect-anomaly", flags->detect_anomaly,
+                "Stop at the first NaN or Inf in a forward or backward pass, naming the op, its "
+                "input shapes and the module (slow: for debugging)")
       ->group(more);
   cmd->callback([flags, sigma] { run_train(*flags, sigma->count() > 0); });
 }

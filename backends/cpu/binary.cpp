@@ -9,6 +9,7 @@
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/loops.h"
 #include "backends/cpu/math.h"
+#include "backends/cpu/onednn.h"
 
 namespace tide::cpu {
 
@@ -108,6 +109,10 @@ void binary_float(BinaryOp op, const ArrayView& dst, const ArrayView& a, const A
       return cheap([](T g, T y) { return g * (T(1) - y) * y; });
     case BinaryOp::TanhGradFromOutput:
       return cheap([](T g, T y) { return g * (T(1) - y * y); });
+    case BinaryOp::SeluGradFromOutput:  // y > 0 iff x > 0; below, y = s*a*(e^x - 1)
+      return cheap([](T g, T y) {
+        return y > T(0) ? g * T(kSeluScale) : g * (y + T(kSeluScale * kSeluAlpha));
+      });
     default:
       break;
   }
@@ -169,6 +174,11 @@ void CpuBackend::binary(BinaryOp op, const ArrayView& dst, const ArrayView& a, c
   if (n == 0) return;
   switch (a.dtype) {
     case DType::Float32:
+      // oneDNN where it is faster (thresholds and numbers in onednn.h).
+      if (n >= onednn::kBinaryMinElements && onednn::try_binary(op, dst, a, b)) return;
+      if (n >= onednn::kEltwiseBackwardMinElements &&
+          onednn::try_eltwise_backward(op, dst, a, b, alpha))
+        return;
       return binary_float<float>(op, dst, a, b, static_cast<float>(alpha),
                                  static_cast<float>(beta));
     case DType::Float64:

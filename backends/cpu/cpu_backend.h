@@ -15,16 +15,31 @@
 //   random.cpp         random
 #pragma once
 
+#include <atomic>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
 #include "backends/backend.h"
 
 namespace tide::cpu {
 
 class CpuBackend final : public Backend {
  public:
+  ~CpuBackend() override { empty_cache(); }
   Device device() const override { return Device::cpu(); }
 
   void* allocate(size_t nbytes) override;
   void deallocate(void* ptr, size_t nbytes) override;
+  MemoryStats memory_stats() const override;
+  void reset_peak_memory_stats() override;
+  // Frees the cached large blocks (see allocate()).
+  void empty_cache();
+
+  // Blocks of at least this many bytes are cached when freed, up to
+  // kMaxCachedBytes in total.
+  static constexpr size_t kLargeBlock = size_t{32} << 10;
+  static constexpr size_t kMaxCachedBytes = size_t{512} << 20;
   void copy_to_host(void* host_dst, const void* src, size_t nbytes) override;
   void copy_from_host(void* dst, const void* host_src, size_t nbytes) override;
 
@@ -63,6 +78,18 @@ class CpuBackend final : public Backend {
 
   void random(const ArrayView& dst, Distribution dist, double a, double b, uint64_t seed,
               uint64_t offset) override;
+
+ private:
+  // Relaxed atomics: statistics only, read by tests and tools, never used to
+  // order memory accesses.
+  std::atomic<size_t> bytes_in_use_{0};
+  std::atomic<size_t> peak_bytes_in_use_{0};
+  std::atomic<uint64_t> num_allocations_{0};
+
+  // The large-block cache: free blocks by size class.
+  mutable std::mutex cache_mutex_;
+  std::unordered_map<size_t, std::vector<void*>> cache_;
+  size_t bytes_cached_ = 0;
 };
 
 // The process-wide CPU backend (what backend_for(Device::cpu()) returns).

@@ -221,14 +221,20 @@ void layer_norm_rows(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
   });
 }
 
-//   grad_w = sum over rows of g * xhat,  grad_b = sum over rows of g
 template <typename T>
-void layer_norm_backward_rows(T* gx, T* gw, T* gb, const T* g, const T* x, const T* mean,
-                              const T* rstd, const T* w, Rows rows) {
+void layer_norm_grad_x_rows(T* gx, const T* g, const T* x, const T* mean, const T* rstd, const T* w,
+                            Rows rows) {
   const int64_t c = rows.length;
   parallel_for(rows.count, std::max<int64_t>(1, kGrainCheap / c), [&](int64_t r0, int64_t r1) {
     layer_norm_backward_row_range(gx, g, x, mean, rstd, w, r0, r1, c);
   });
+}
+
+//   grad_w = sum over rows of g * xhat,  grad_b = sum over rows of g
+template <typename T>
+void layer_norm_param_grads(T* gw, T* gb, const T* g, const T* x, const T* mean, const T* rstd,
+                            Rows rows) {
+  const int64_t c = rows.length;
   if (gw == nullptr && gb == nullptr) return;
   // Column sums: each thread owns chunks of columns and adds rows in order, so
   // the result does not depend on the thread count.
@@ -277,6 +283,11 @@ void CpuBackend::layer_norm(const ArrayView& dst, const ArrayView& mean, const A
   check_row_vector(op, "weight", weight, rows.length, x.dtype);
   check_row_vector(op, "bias", bias, rows.length, x.dtype);
   if (x.numel() == 0) return;
+  // oneDNN for float32 rows where it is faster (thresholds in onednn.h).
+  if (x.dtype == DType::Float32 && x.numel() >= onednn::kLayerNormMinElements &&
+      rows.length >= onednn::kLayerNormMinRow &&
+      onednn::try_layer_norm(dst, mean, rstd, x, weight, bias, eps))
+    return;
   dispatch_dtype(x.dtype, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_floating_point_v<T>) {
@@ -306,12 +317,22 @@ void CpuBackend::layer_norm_backward(const ArrayView& grad_x, const ArrayView& g
     if (grad_bias.data != nullptr) fill(grad_bias, 0.0);
     return;
   }
+  // grad_x through oneDNN for float32 rows where it is faster; the parameter
+  // gradients always in the loops below (double sums, thread-count independent).
+  const bool grad_x_done = x.dtype == DType::Float32 &&
+                           x.numel() >= onednn::kLayerNormMinElements &&
+                           rows.length >= onednn::kLayerNormMinRow &&
+                           onednn::try_layer_norm_backward(grad_x, grad_dst, x, mean, rstd, weight);
   dispatch_dtype(x.dtype, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_floating_point_v<T>) {
-      layer_norm_backward_rows(grad_x.ptr<T>(), grad_weight.ptr<T>(), grad_bias.ptr<T>(),
-                               grad_dst.ptr<const T>(), x.ptr<const T>(), mean.ptr<const T>(),
-                               rstd.ptr<const T>(), weight.ptr<const T>(), rows);
+      if (!grad_x_done) {
+        layer_norm_grad_x_rows(grad_x.ptr<T>(), grad_dst.ptr<const T>(), x.ptr<const T>(),
+                               mean.ptr<const T>(), rstd.ptr<const T>(), weight.ptr<const T>(),
+                               rows);
+      }
+      layer_norm_param_grads(grad_weight.ptr<T>(), grad_bias.ptr<T>(), grad_dst.ptr<const T>(),
+                             x.ptr<const T>(), mean.ptr<const T>(), rstd.ptr<const T>(), rows);
     }
   });
 }

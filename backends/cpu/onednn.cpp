@@ -6,11 +6,15 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstring>
 #include <list>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "backends/cpu/loops.h"
 #include "backends/cpu/math.h"
@@ -24,6 +28,8 @@ using dnnl::algorithm;
 using dnnl::memory;
 
 constexpr size_t kCacheCapacity = 256;
+
+std::atomic<bool> g_enabled{true};  // see set_enabled()
 
 dnnl::engine& cpu_engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
@@ -110,6 +116,7 @@ class PlanCache {
       }
     }
     // Built outside the lock: creating a primitive can take a millisecond.
+    built_.fetch_add(1, std::memory_order_relaxed);
     PlanPtr plan;
     try {
       plan = build();
@@ -131,8 +138,10 @@ class PlanCache {
     std::lock_guard<std::mutex> lock(mutex_);
     return lru_.size();
   }
+  size_t built() const { return built_.load(std::memory_order_relaxed); }
 
  private:
+  std::atomic<size_t> built_{0};
   std::mutex mutex_;
   std::list<std::pair<Key, PlanPtr>> lru_;  // most recently used first
   std::unordered_map<Key, std::list<std::pair<Key, PlanPtr>>::iterator, KeyHash> index_;
@@ -155,7 +164,15 @@ void run(Plan& plan, std::initializer_list<std::pair<int, const void*>> buffers,
   stream.wait();
 }
 
-enum class Kind : int64_t { Eltwise, Matmul, Softmax };
+enum class Kind : int64_t {
+  Eltwise,
+  Matmul,
+  Softmax,
+  Binary,
+  EltwiseBackward,
+  LayerNorm,
+  LayerNormBackward
+};
 
 // ---------------------------------------------------------------------------
 // Eltwise
@@ -219,7 +236,7 @@ PlanPtr eltwise_plan(const EltwiseStep& step, int64_t n) {
 
 bool try_unary(UnaryOp op, const ArrayView& dst, const ArrayView& src, double alpha, double beta) {
   EltwiseStep first, second;
-  if (!eltwise_steps(op, alpha, first, second)) return false;
+  if (!enabled() || !eltwise_steps(op, alpha, first, second)) return false;
   if (!dst.is_contiguous() || !src.is_contiguous()) return false;
   const int64_t n = dst.numel();
   const PlanPtr plan1 = eltwise_plan(first, n);
@@ -347,7 +364,8 @@ bool try_matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, co
                 Epilogue epilogue) {
   const int r = dst.rank();
   const int64_t m = dst.shape[r - 2], n = dst.shape[r - 1], k = a.shape[r - 1];
-  if (k == 0 || double(m) * double(n) * double(k) < double(kMatmulMinWork)) return false;
+  if (!enabled() || k == 0 || double(m) * double(n) * double(k) < double(kMatmulMinWork))
+    return false;
   if (!dst.is_contiguous()) return false;
   int64_t a_row = a.strides[r - 2], a_col = a.strides[r - 1];
   int64_t b_row = b.strides[r - 2], b_col = b.strides[r - 1];
@@ -414,7 +432,7 @@ bool try_matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, co
 bool try_softmax(const ArrayView& dst, const ArrayView& src, bool log) {
   const int64_t n = src.numel();
   const int64_t row = src.rank() == 0 ? 1 : src.shape[src.rank() - 1];
-  if (n < kSoftmaxMinElements || row < kSoftmaxMinRow) return false;
+  if (!enabled() || n < kSoftmaxMinElements || row < kSoftmaxMinRow) return false;
   const algorithm alg = log ? algorithm::softmax_log : algorithm::softmax_accurate;
   Key key;
   key.add(int64_t(Kind::Softmax)).add(n / row).add(row).add(int64_t(alg));
@@ -429,8 +447,288 @@ bool try_softmax(const ArrayView& dst, const ArrayView& src, bool log) {
   return true;
 }
 
+// ---------------------------------------------------------------------------
+// Binary
+// ---------------------------------------------------------------------------
+
+namespace {
+
+// Only ops whose oneDNN result is bit-identical to the loops' (IEEE add, sub,
+// mul, div). Maximum and Minimum stay on the loops: see onednn.h.
+algorithm binary_algorithm(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Add:
+      return algorithm::binary_add;
+    case BinaryOp::Sub:
+      return algorithm::binary_sub;
+    case BinaryOp::Mul:
+      return algorithm::binary_mul;
+    case BinaryOp::Div:
+      return algorithm::binary_div;
+    default:
+      return algorithm::undef;
+  }
+}
+
+// Operand k of `loop` as oneDNN sees it: a dim where it has stride 0 becomes
+// size 1, which oneDNN broadcasts. False unless what is left is dense
+// row-major (strided inputs would run in oneDNN's slow reference code).
+bool binary_operand(const LoopPlan<3>& loop, int k, Operand& op) {
+  op.rank = loop.rank;
+  int64_t expected = 1;
+  for (int d = loop.rank - 1; d >= 0; --d) {
+    const int64_t stride = loop.strides[k][d];
+    const int64_t size = stride == 0 ? 1 : loop.sizes[d];
+    if (size > 1 && stride != expected) return false;
+    op.dims[d] = size;
+    op.strides[d] = expected;
+    expected *= size;
+  }
+  return true;
+}
+
+bool is_broadcast(const Operand& op, const LoopPlan<3>& loop) {
+  for (int d = 0; d < loop.rank; ++d)
+    if (op.dims[d] != loop.sizes[d]) return true;
+  return false;
+}
+
+}  // namespace
+
+bool try_binary(BinaryOp op, const ArrayView& dst, const ArrayView& a, const ArrayView& b) {
+  const algorithm alg = binary_algorithm(op);
+  if (!enabled() || alg == algorithm::undef || !dst.is_contiguous()) return false;
+  // Coalesced dims: a contiguous [256, 64] + [256, 64] is one run of 16384.
+  const auto loop = make_loop_plan<3>({&dst, &a, &b});
+  if (loop.rank == 0) return false;
+  Operand src0, src1, out;
+  if (!binary_operand(loop, 1, src0) || !binary_operand(loop, 2, src1)) return false;
+  binary_operand(loop, 0, out);
+  const void* data0 = a.data;
+  const void* data1 = b.data;
+  // oneDNN 2.6 broadcasts only its second input; add and mul commute exactly.
+  if (is_broadcast(src0, loop)) {
+    if (is_broadcast(src1, loop) || (op != BinaryOp::Add && op != BinaryOp::Mul)) return false;
+    std::swap(src0, src1);
+    std::swap(data0, data1);
+  }
+  Key key;
+  key.add(int64_t(Kind::Binary)).add(int64_t(alg));
+  src0.add_to(key);
+  src1.add_to(key);
+  const PlanPtr plan = plan_cache().get(key, [&] {
+    const memory::desc md0 = src0.desc(), md1 = src1.desc(), dst_md = out.desc();
+    dnnl::binary::primitive_desc pd(dnnl::binary::desc(alg, md0, md1, dst_md), cpu_engine());
+    return make_plan(pd, {{DNNL_ARG_SRC_0, md0}, {DNNL_ARG_SRC_1, md1}, {DNNL_ARG_DST, dst_md}});
+  });
+  if (!plan) return false;
+  run(*plan, {{DNNL_ARG_SRC_0, data0}, {DNNL_ARG_SRC_1, data1}, {DNNL_ARG_DST, dst.data}},
+      loop.numel < kBinaryMinParallel);
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Eltwise backward
+// ---------------------------------------------------------------------------
+
+namespace {
+
+struct EltwiseGrad {
+  algorithm alg = algorithm::undef;
+  float alpha = 0;
+  bool from_output = false;  // the primitive reads y = f(x) instead of x
+};
+
+// The oneDNN algorithm whose backward is the *Grad op's definition, checked
+// against the loops in binary.cpp including x == 0, NaN and +-Inf and an
+// infinite or NaN g (tests/test_backend_onednn.cpp): elu takes the x <= 0
+// branch at 0 and passes g for a NaN x, like the loop. ReluGrad stays on the
+// loop: oneDNN computes g * 0 below 0, NaN for an infinite or NaN g, where
+// `x <= 0 ? 0 : g` (and PyTorch's threshold_backward) gives 0.
+bool eltwise_grad(BinaryOp op, double alpha, EltwiseGrad& grad) {
+  switch (op) {
+    case BinaryOp::EluGrad:
+      grad = {algorithm::eltwise_elu, static_cast<float>(alpha)};
+      return true;
+    case BinaryOp::GeluErfGrad:
+      grad = {algorithm::eltwise_gelu_erf};
+      return true;
+    case BinaryOp::GeluTanhGrad:
+      grad = {algorithm::eltwise_gelu_tanh};
+      return true;
+    case BinaryOp::TanhGradFromOutput:
+      grad = {algorithm::eltwise_tanh_use_dst_for_bwd, 0.f, true};
+      return true;
+    case BinaryOp::SigmoidGradFromOutput:
+      grad = {algorithm::eltwise_logistic_use_dst_for_bwd, 0.f, true};
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+bool try_eltwise_backward(BinaryOp op, const ArrayView& grad_src, const ArrayView& grad_dst,
+                          const ArrayView& x_or_y, double alpha) {
+  EltwiseGrad grad;
+  if (!enabled() || !eltwise_grad(op, alpha, grad)) return false;
+  if (!grad_src.is_contiguous() || !grad_dst.is_contiguous() || !x_or_y.is_contiguous())
+    return false;
+  const int64_t n = grad_src.numel();
+  const int data_arg = grad.from_output ? DNNL_ARG_DST : DNNL_ARG_SRC;
+  Key key;
+  key.add(int64_t(Kind::EltwiseBackward)).add(n).add(int64_t(grad.alg)).add(double(grad.alpha));
+  const PlanPtr plan = plan_cache().get(key, [&] {
+    const memory::desc md({n}, memory::data_type::f32, memory::dims{1});
+    // oneDNN 2.6 builds a backward primitive from a forward one (its "hint").
+    dnnl::eltwise_forward::primitive_desc hint(
+        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, grad.alg, md, grad.alpha,
+                                    0.f),
+        cpu_engine());
+    dnnl::eltwise_backward::primitive_desc pd(
+        dnnl::eltwise_backward::desc(grad.alg, md, md, grad.alpha, 0.f), cpu_engine(), hint);
+    return make_plan(pd, {{data_arg, md}, {DNNL_ARG_DIFF_DST, md}, {DNNL_ARG_DIFF_SRC, md}});
+  });
+  if (!plan) return false;
+  run(*plan,
+      {{data_arg, x_or_y.data},
+       {DNNL_ARG_DIFF_DST, grad_dst.data},
+       {DNNL_ARG_DIFF_SRC, grad_src.data}},
+      n < kEltwiseMinParallel);
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Layer normalization
+// ---------------------------------------------------------------------------
+
+namespace {
+
+struct LayerNormShape {
+  int64_t rows, length;
+  memory::desc data() const {
+    return memory::desc({rows, length}, memory::data_type::f32, memory::dims{length, 1});
+  }
+  memory::desc stats() const {
+    return memory::desc({rows}, memory::data_type::f32, memory::dims{1});
+  }
+  memory::desc params() const {
+    return memory::desc({length}, memory::data_type::f32, memory::dims{1});
+  }
+};
+
+LayerNormShape layer_norm_shape(const ArrayView& x) {
+  const int64_t length = x.rank() == 0 ? 1 : x.shape[x.rank() - 1];
+  return {length == 0 ? 0 : x.numel() / length, length};
+}
+
+dnnl::normalization_flags layer_norm_flags(bool scale, bool shift) {
+  auto flags = dnnl::normalization_flags::none;
+  if (scale) flags |= dnnl::normalization_flags::use_scale;
+  if (shift) flags |= dnnl::normalization_flags::use_shift;
+  return flags;
+}
+
+// The forward primitive desc, also the hint the backward one is built from.
+// Training mode: mean and variance are outputs.
+dnnl::layer_normalization_forward::primitive_desc layer_norm_forward_pd(
+    const LayerNormShape& shape, float eps, dnnl::normalization_flags flags) {
+  return dnnl::layer_normalization_forward::primitive_desc(
+      dnnl::layer_normalization_forward::desc(dnnl::prop_kind::forward_training, shape.data(),
+                                              shape.stats(), eps, flags),
+      cpu_engine());
+}
+
+}  // namespace
+
+bool try_layer_norm(const ArrayView& dst, const ArrayView& mean, const ArrayView& rstd,
+                    const ArrayView& x, const ArrayView& weight, const ArrayView& bias,
+                    double eps) {
+  if (!enabled()) return false;
+  const LayerNormShape shape = layer_norm_shape(x);
+  if (shape.rows == 0) return false;
+  const bool has_weight = weight.data != nullptr, has_bias = bias.data != nullptr;
+  const float eps_f = static_cast<float>(eps);
+  const auto flags = layer_norm_flags(has_weight, has_bias);
+  Key key;
+  key.add(int64_t(Kind::LayerNorm)).add(shape.rows).add(shape.length).add(int64_t(flags));
+  key.add(double(eps_f));
+  const PlanPtr plan = plan_cache().get(key, [&] {
+    const auto pd = layer_norm_forward_pd(shape, eps_f, flags);
+    return make_plan(pd, {{DNNL_ARG_SRC, shape.data()},
+                          {DNNL_ARG_DST, shape.data()},
+                          {DNNL_ARG_MEAN, shape.stats()},
+                          {DNNL_ARG_VARIANCE, shape.stats()},
+                          {DNNL_ARG_SCALE, shape.params()},
+                          {DNNL_ARG_SHIFT, shape.params()}});
+  });
+  if (!plan) return false;
+  // oneDNN writes the variance; rstd's buffer holds it until converted below.
+  run(*plan, {{DNNL_ARG_SRC, x.data},
+              {DNNL_ARG_DST, dst.data},
+              {DNNL_ARG_MEAN, mean.data},
+              {DNNL_ARG_VARIANCE, rstd.data},
+              {DNNL_ARG_SCALE, weight.data},
+              {DNNL_ARG_SHIFT, bias.data}});
+  float* r = rstd.ptr<float>();
+  for (int64_t i = 0; i < shape.rows; ++i) r[i] = 1.f / std::sqrt(r[i] + eps_f);
+  return true;
+}
+
+bool try_layer_norm_backward(const ArrayView& grad_x, const ArrayView& grad_dst, const ArrayView& x,
+                             const ArrayView& mean, const ArrayView& rstd,
+                             const ArrayView& weight) {
+  if (!enabled() || mean.data == nullptr || rstd.data == nullptr) return false;
+  const LayerNormShape shape = layer_norm_shape(x);
+  if (shape.rows == 0) return false;
+  const auto flags = layer_norm_flags(weight.data != nullptr, false);
+  Key key;
+  key.add(int64_t(Kind::LayerNormBackward)).add(shape.rows).add(shape.length).add(int64_t(flags));
+  const PlanPtr plan = plan_cache().get(key, [&] {
+    // backward_data: grad_x only. Epsilon 0 because the variance passed in
+    // below is 1 / rstd^2, which already includes eps.
+    const auto hint = layer_norm_forward_pd(shape, 0.f, flags);
+    dnnl::layer_normalization_backward::primitive_desc pd(
+        dnnl::layer_normalization_backward::desc(dnnl::prop_kind::backward_data, shape.data(),
+                                                 shape.data(), shape.stats(), 0.f, flags),
+        cpu_engine(), hint);
+    return make_plan(pd, {{DNNL_ARG_SRC, shape.data()},
+                          {DNNL_ARG_MEAN, shape.stats()},
+                          {DNNL_ARG_VARIANCE, shape.stats()},
+                          {DNNL_ARG_DIFF_DST, shape.data()},
+                          {DNNL_ARG_SCALE, shape.params()},
+                          {DNNL_ARG_DIFF_SRC, shape.data()}});
+  });
+  if (!plan) return false;
+  // Tide saves rstd = 1 / sqrt(var + eps); oneDNN wants a variance.
+  thread_local std::vector<float> variance;
+  variance.resize(shape.rows);
+  const float* r = rstd.ptr<float>();
+  for (int64_t i = 0; i < shape.rows; ++i) variance[i] = 1.f / (r[i] * r[i]);
+  run(*plan, {{DNNL_ARG_SRC, x.data},
+              {DNNL_ARG_MEAN, mean.data},
+              {DNNL_ARG_VARIANCE, variance.data()},
+              {DNNL_ARG_DIFF_DST, grad_dst.data},
+              {DNNL_ARG_SCALE, weight.data},
+              {DNNL_ARG_DIFF_SRC, grad_x.data}});
+  return true;
+}
+
 size_t cached_plans() {
   return plan_cache().size();
+}
+
+size_t plans_built() {
+  return plan_cache().built();
+}
+
+void set_enabled(bool enabled) {
+  g_enabled.store(enabled, std::memory_order_relaxed);
+}
+
+bool enabled() {
+  return g_enabled.load(std::memory_order_relaxed);
 }
 
 }  // namespace tide::cpu::onednn
