@@ -5,9 +5,8 @@
 // It goes through exactly what main() does before a command runs: the
 // unknown-command check, CLI11's parse with every flag's validator, and for a
 // rejected command line (or --help) the message main() would print, into a
-// discarded stream. The subcommands' callbacks, which do the actual work, are
-// replaced by no-ops. A bad command line must give CLI11's ParseError (or a
-// tide::Error from a flag check) and nothing else.
+// discarded stream. Parsing stops right before the chosen command would run. A bad command line
+// must give CLI11's ParseError (or a tide::Error from a flag check) and nothing else.
 #include <cstddef>
 #include <cstdint>
 #include <sstream>
@@ -19,6 +18,9 @@
 #include "tools/app.h"
 
 namespace {
+
+// Thrown where the chosen command would start running.
+struct ParsedOnly {};
 
 std::vector<std::string> split_lines(std::string_view text) {
   std::vector<std::string> args;
@@ -39,9 +41,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       split_lines(std::string_view(reinterpret_cast<const char*>(data), size));
 
   const std::unique_ptr<CLI::App> app = tide::cli::make_app();
-  for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) {
-    sub->callback([] {});  // parse only: never train, sample, read or write files
-  }
+  // Parse only: never train, sample, read or write files. The main app's
+  // parse-complete callback runs after every flag has been parsed and checked,
+  // just before the chosen subcommand's callback would do the work. (Replacing
+  // the subcommands' callbacks instead would free the flag structs they own.)
+  app->parse_complete_callback([] { throw ParsedOnly{}; });
 
   std::ostringstream discard;
   try {
@@ -52,6 +56,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const CLI::ParseError& e) {
     app->exit(e, discard, discard);  // the usage/help text main() would print
     (void)tide::cli::one_line(e.what());
+  } catch (const ParsedOnly&) {
+    // A valid command line.
   } catch (const tide::Error&) {
     // Expected for bad input.
   }

@@ -117,8 +117,10 @@ double binary_ref(BinaryOp op, double x, double y) {
 
 }  // namespace
 
+// try_binary is implemented but not routed (slower than the loops, numbers in
+// onednn.h), so this calls it directly; the size takes oneDNN's parallel path.
 TEST_CASE("oneDNN binary: add, sub, mul, div in every broadcast layout", "[backend][onednn]") {
-  const int64_t rows = rows_for(onednn::kBinaryMinElements), cols = 64;
+  const int64_t rows = rows_for(2 * onednn::kBinaryMinParallel), cols = 64;
   const Shape shape{rows, cols};
   // b's shape for each layout; "swapped" broadcasts a instead (oneDNN wants
   // its second input broadcast, so add and mul swap the inputs).
@@ -146,28 +148,23 @@ TEST_CASE("oneDNN binary: add, sub, mul, div in every broadcast layout", "[backe
       const ArrayView a = layout.broadcast_a ? bc : big, b = layout.broadcast_a ? big : bc;
       const Host& ha = layout.broadcast_a ? small : full;
       const Host& hb = layout.broadcast_a ? full : small;
-      const bool routed = !layout.broadcast_a || op == BinaryOp::Add || op == BinaryOp::Mul;
-      // The swapped layout runs the plan of the unswapped one.
-      const size_t new_plans = routed && !layout.broadcast_a ? 1 : 0;
-
+      // sub and div cannot swap their inputs, so a broadcast a stays on the loops.
+      const bool accepted = !layout.broadcast_a || op == BinaryOp::Add || op == BinaryOp::Mul;
       Host out(shape), loops(shape), one(shape), two(shape);
       const size_t plans = onednn::plans_built();
-      backend().binary(op, out.view(), a, b, 0, 0);
-      CHECK(onednn::plans_built() == plans + new_plans);
-      if (routed) {
-        CHECK(onednn::try_binary(op, out.view(), a, b));
-      } else {
-        CHECK_FALSE(onednn::try_binary(op, out.view(), a, b));
-      }
+      REQUIRE(onednn::try_binary(op, out.view(), a, b) == accepted);
+      if (!accepted) continue;
+      // A new plan, except for the swapped layout, which runs the unswapped one's.
+      CHECK(onednn::plans_built() == plans + (layout.broadcast_a ? 0 : 1));
       for (int64_t i = 0; i < shape.numel(); ++i) {
-        const double want = binary_ref(op, double(float(ha.at(a, i))), double(hb.at(b, i)));
+        const double want = binary_ref(op, ha.at(a, i), hb.at(b, i));
         INFO("element " << i);
         REQUIRE(close(out.values[i], want, 1e-6));
       }
       // Correctly rounded IEEE ops: exactly the loops' bits, for any thread count.
       with_loops([&] { backend().binary(op, loops.view(), a, b, 0, 0); });
-      with_threads(1, [&] { backend().binary(op, one.view(), a, b, 0, 0); });
-      with_threads(2, [&] { backend().binary(op, two.view(), a, b, 0, 0); });
+      with_threads(1, [&] { CHECK(onednn::try_binary(op, one.view(), a, b)); });
+      with_threads(2, [&] { CHECK(onednn::try_binary(op, two.view(), a, b)); });
       CHECK(same_bits(out, loops));
       CHECK(same_bits(one, two));
     }
@@ -177,7 +174,7 @@ TEST_CASE("oneDNN binary: add, sub, mul, div in every broadcast layout", "[backe
 TEST_CASE("oneDNN binary: maximum and minimum stay on the loops and propagate NaN",
           "[backend][onednn]") {
   // oneDNN 2.6's binary_max returns the number for max(NaN, 1); Tide returns NaN.
-  const Shape shape{rows_for(onednn::kBinaryMinElements), 64};
+  const Shape shape{rows_for(1 << 16), 64};
   Host a = random_host(shape, -1, 1, 3), b = random_host(shape, -1, 1, 4), out(shape);
   a.values[5] = float(kNaN);
   b.values[7] = float(kNaN);
@@ -194,67 +191,46 @@ TEST_CASE("oneDNN binary: maximum and minimum stay on the loops and propagate Na
 
 namespace {
 
-// g * f'(x) in float64 with the loops' conventions (binary.cpp): relu and elu
-// take the x <= 0 branch at 0 and the x > 0 branch for NaN.
-double grad_ref(BinaryOp op, double g, double x, double alpha) {
-  constexpr double kSqrt2OverPi = 0.79788456080286535588, kKappa = 0.044715;
-  switch (op) {
-    case BinaryOp::ReluGrad:
-      return x <= 0 ? 0 : g;
-    case BinaryOp::EluGrad:
-      return x <= 0 ? g * alpha * std::exp(x) : g;
-    case BinaryOp::GeluErfGrad: {
-      const double cdf = 0.5 * (1 + std::erf(x / std::sqrt(2.0)));
-      const double pdf = std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI);
-      return g * (cdf + x * pdf);
-    }
-    case BinaryOp::GeluTanhGrad: {
-      const double t = std::tanh(kSqrt2OverPi * (x + kKappa * x * x * x));
-      const double d_inner = kSqrt2OverPi * (1 + 3 * kKappa * x * x);
-      return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * d_inner);
-    }
-    case BinaryOp::TanhGradFromOutput:  // x is y = tanh(input)
-      return g * (1 - x * x);
-    default:  // SigmoidGradFromOutput: x is y = sigmoid(input)
-      return g * (1 - x) * x;
+// g * gelu'(x) in float64, in the erf and the tanh form.
+double gelu_grad_ref(BinaryOp op, double g, double x) {
+  if (op == BinaryOp::GeluErfGrad) {
+    const double cdf = 0.5 * (1 + std::erf(x / std::sqrt(2.0)));
+    const double pdf = std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI);
+    return g * (cdf + x * pdf);
   }
+  constexpr double kSqrt2OverPi = 0.79788456080286535588, kKappa = 0.044715;
+  const double t = std::tanh(kSqrt2OverPi * (x + kKappa * x * x * x));
+  const double d_inner = kSqrt2OverPi * (1 + 3 * kKappa * x * x);
+  return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * d_inner);
 }
 
 }  // namespace
 
-TEST_CASE("oneDNN eltwise backward: activation gradients against float64", "[backend][onednn]") {
+TEST_CASE("oneDNN eltwise backward: gelu gradients against float64", "[backend][onednn]") {
   const Shape shape{rows_for(onednn::kEltwiseBackwardMinElements), 64};
-  const double alpha = 1.3;
-  for (BinaryOp op :
-       {BinaryOp::ReluGrad, BinaryOp::EluGrad, BinaryOp::GeluErfGrad, BinaryOp::GeluTanhGrad,
-        BinaryOp::TanhGradFromOutput, BinaryOp::SigmoidGradFromOutput}) {
+  for (BinaryOp op : {BinaryOp::GeluErfGrad, BinaryOp::GeluTanhGrad}) {
     INFO(op_name(op));
-    const bool from_output =
-        op == BinaryOp::TanhGradFromOutput || op == BinaryOp::SigmoidGradFromOutput;
-    const double lo = op == BinaryOp::TanhGradFromOutput ? -1 : from_output ? 0 : -6;
-    const double hi = from_output ? 1 : 6;
-    Host g = random_host(shape, -2, 2, 5), x = random_host(shape, lo, hi, 6);
-    // The conventions at the edges: x == +-0, NaN, +-Inf, and an infinite or
-    // NaN gradient where the derivative is 0.
+    Host g = random_host(shape, -2, 2, 5), x = random_host(shape, -6, 6, 6);
+    // The edges: x = +-0, NaN, +-Inf (NaN in both the loops and the
+    // reference: inf * pdf(inf) = inf * 0), an infinite or NaN gradient.
     const float specials[] = {0.f, -0.f, float(kNaN), float(kInf), float(-kInf), -1.f, -1.f};
     for (int i = 0; i < 7; ++i) x.values[i] = specials[i];
     g.values[5] = float(kInf);
     g.values[6] = float(kNaN);
     Host out(shape), loops(shape), one(shape), two(shape);
     const size_t plans = onednn::plans_built();
-    backend().binary(op, out.view(), g.view(), x.view(), alpha, 0);
+    backend().binary(op, out.view(), g.view(), x.view(), 0, 0);
     CHECK(onednn::plans_built() == plans + 1);
-    CHECK(onednn::try_eltwise_backward(op, out.view(), g.view(), x.view(), alpha));
-    with_loops([&] { backend().binary(op, loops.view(), g.view(), x.view(), alpha, 0); });
+    CHECK(onednn::try_eltwise_backward(op, out.view(), g.view(), x.view()));
+    with_loops([&] { backend().binary(op, loops.view(), g.view(), x.view(), 0, 0); });
     for (int64_t i = 0; i < shape.numel(); ++i) {
       INFO("element " << i << ": g = " << g.values[i] << ", x = " << x.values[i]);
-      const double want = grad_ref(op, g.values[i], x.values[i], alpha);
-      REQUIRE(close(out.values[i], want, 2e-6));
+      REQUIRE(close(out.values[i], gelu_grad_ref(op, g.values[i], x.values[i]), 2e-6));
       // Where the loops give NaN or Inf, oneDNN gives the same.
       if (!std::isfinite(loops.values[i])) REQUIRE(close(out.values[i], loops.values[i], 0));
     }
-    with_threads(1, [&] { backend().binary(op, one.view(), g.view(), x.view(), alpha, 0); });
-    with_threads(2, [&] { backend().binary(op, two.view(), g.view(), x.view(), alpha, 0); });
+    with_threads(1, [&] { backend().binary(op, one.view(), g.view(), x.view(), 0, 0); });
+    with_threads(2, [&] { backend().binary(op, two.view(), g.view(), x.view(), 0, 0); });
     CHECK(same_bits(one, two));
   }
 }
@@ -269,7 +245,10 @@ TEST_CASE("oneDNN eltwise backward: relu_grad stays on the loops, 0 for any g be
   x.values[0] = x.values[1] = -1.f;
   x.values[2] = 0.f;
   x.values[3] = float(kNaN);
-  CHECK_FALSE(onednn::try_eltwise_backward(BinaryOp::ReluGrad, out.view(), g.view(), x.view(), 0));
+  // Nor do the other *Grad ops (slower in oneDNN, or another definition).
+  for (BinaryOp op : {BinaryOp::ReluGrad, BinaryOp::EluGrad, BinaryOp::SeluGrad,
+                      BinaryOp::TanhGradFromOutput, BinaryOp::SigmoidGradFromOutput})
+    CHECK_FALSE(onednn::try_eltwise_backward(op, out.view(), g.view(), x.view()));
   backend().binary(BinaryOp::ReluGrad, out.view(), g.view(), x.view(), 0, 0);
   CHECK(out.values[0] == 0.f);
   CHECK(out.values[1] == 0.f);
@@ -296,9 +275,11 @@ RowStats row_stats(const float* x, int64_t c, double eps) {
 
 }  // namespace
 
+// The forward is routed with a weight from kLayerNormMinElements; the
+// backward is not (slower, see onednn.h), so it is called directly here.
 TEST_CASE("oneDNN layer norm: forward and backward against float64", "[backend][onednn]") {
   const double eps = 1e-5;
-  for (int64_t c : {onednn::kLayerNormMinRow, int64_t(256)}) {
+  for (int64_t c : {64, 256}) {
     const int64_t rows = rows_for(onednn::kLayerNormMinElements, c);
     const Shape shape{rows, c};
     // A large row mean: the variance must be taken around it, not as E[x^2] - m^2.
@@ -309,35 +290,32 @@ TEST_CASE("oneDNN layer norm: forward and backward against float64", "[backend][
     for (bool affine : {true, false}) {
       INFO("row length " << c << (affine ? ", with weight and bias" : ", no weight or bias"));
       const ArrayView vw = affine ? w.view() : ArrayView{}, vb = affine ? b.view() : ArrayView{};
-      Host y(shape), mean({rows}), rstd({rows}), gx(shape), gw({c}), gb({c});
-      size_t plans = onednn::plans_built();
+      Host y(shape), mean({rows}), rstd({rows}), gx(shape);
+      const size_t plans = onednn::plans_built();
       backend().layer_norm(y.view(), mean.view(), rstd.view(), x.view(), vw, vb, eps);
-      CHECK(onednn::plans_built() == plans + 1);
-      plans = onednn::plans_built();
-      backend().layer_norm_backward(gx.view(), affine ? gw.view() : ArrayView{},
-                                    affine ? gb.view() : ArrayView{}, g.view(), x.view(),
-                                    mean.view(), rstd.view(), vw);
-      CHECK(onednn::plans_built() == plans + 1);
-
-      std::vector<double> ref_gw(c, 0.0), ref_gb(c, 0.0);
+      CHECK(onednn::plans_built() == plans + (affine ? 1 : 0));
+      // oneDNN whatever the routing.
+      Host yd(shape), meand({rows}), rstdd({rows});
+      REQUIRE(onednn::try_layer_norm(yd.view(), meand.view(), rstdd.view(), x.view(), vw, vb, eps));
+      REQUIRE(onednn::try_layer_norm_backward(gx.view(), g.view(), x.view(), meand.view(),
+                                              rstdd.view(), vw));
       for (int64_t r = 0; r < rows; ++r) {
         INFO("row " << r);
         const float* xr = x.values.data() + r * c;
         const float* gr = g.values.data() + r * c;
         const RowStats s = row_stats(xr, c, eps);
-        REQUIRE(close(mean.values[r], s.mean, 1e-6));
-        REQUIRE(close(rstd.values[r], s.rstd, 1e-5));
+        for (const Host* m : {&mean, &meand}) REQUIRE(close(m->values[r], s.mean, 1e-6));
+        for (const Host* rs : {&rstd, &rstdd}) REQUIRE(close(rs->values[r], s.rstd, 1e-5));
         double sum_dy = 0, sum_dy_xhat = 0;
+        // float32 rounding of the mean itself (ulp(1000) / 2) shifts every xhat.
+        const double tol = 2e-5 + 2 * std::abs(s.mean) * s.rstd * 6e-8;
         for (int64_t j = 0; j < c; ++j) {
           const double xhat = (xr[j] - s.mean) * s.rstd;
           const double wj = affine ? w.values[j] : 1, bj = affine ? b.values[j] : 0;
-          // float32 rounding of the mean itself (ulp(1000) / 2) shifts every xhat.
-          const double tol = 2e-5 + 2 * std::abs(s.mean) * s.rstd * 6e-8;
           REQUIRE(close(y.values[r * c + j], xhat * wj + bj, tol));
+          REQUIRE(close(yd.values[r * c + j], xhat * wj + bj, tol));
           sum_dy += gr[j] * wj;
           sum_dy_xhat += gr[j] * wj * xhat;
-          ref_gw[j] += gr[j] * xhat;
-          ref_gb[j] += gr[j];
         }
         for (int64_t j = 0; j < c; ++j) {
           const double xhat = (xr[j] - s.mean) * s.rstd;
@@ -347,59 +325,55 @@ TEST_CASE("oneDNN layer norm: forward and backward against float64", "[backend][
           REQUIRE(close(gx.values[r * c + j], want, 1e-5 * std::max(1.0, s.rstd)));
         }
       }
-      if (affine) {
-        for (int64_t j = 0; j < c; ++j) {
-          REQUIRE(close(gw.values[j], ref_gw[j], 1e-4));
-          REQUIRE(close(gb.values[j], ref_gb[j], 1e-5));
-        }
-      }
       // Each row is one thread's work: the same bits for 1 and 2 threads.
       Host y1(shape), y2(shape), m1({rows}), m2({rows}), r1({rows}), r2({rows}), gx1(shape),
-          gx2(shape), gw1({c}), gw2({c});
-      const ArrayView vgw1 = affine ? gw1.view() : ArrayView{};
-      const ArrayView vgw2 = affine ? gw2.view() : ArrayView{};
+          gx2(shape);
       with_threads(1, [&] {
-        backend().layer_norm(y1.view(), m1.view(), r1.view(), x.view(), vw, vb, eps);
-        backend().layer_norm_backward(gx1.view(), vgw1, ArrayView{}, g.view(), x.view(), m1.view(),
-                                      r1.view(), vw);
+        CHECK(onednn::try_layer_norm(y1.view(), m1.view(), r1.view(), x.view(), vw, vb, eps));
+        CHECK(onednn::try_layer_norm_backward(gx1.view(), g.view(), x.view(), m1.view(), r1.view(),
+                                              vw));
       });
       with_threads(2, [&] {
-        backend().layer_norm(y2.view(), m2.view(), r2.view(), x.view(), vw, vb, eps);
-        backend().layer_norm_backward(gx2.view(), vgw2, ArrayView{}, g.view(), x.view(), m2.view(),
-                                      r2.view(), vw);
+        CHECK(onednn::try_layer_norm(y2.view(), m2.view(), r2.view(), x.view(), vw, vb, eps));
+        CHECK(onednn::try_layer_norm_backward(gx2.view(), g.view(), x.view(), m2.view(), r2.view(),
+                                              vw));
       });
       CHECK(same_bits(y1, y2));
       CHECK(same_bits(m1, m2));
       CHECK(same_bits(r1, r2));
       CHECK(same_bits(gx1, gx2));
-      CHECK(same_bits(gw1, gw2));
-      // And the oneDNN functions accept these arguments (the path really ran).
-      CHECK(onednn::try_layer_norm(y1.view(), m1.view(), r1.view(), x.view(), vw, vb, eps));
-      CHECK(onednn::try_layer_norm_backward(gx1.view(), g.view(), x.view(), m1.view(), r1.view(),
-                                            vw));
     }
   }
 }
 
-TEST_CASE("oneDNN paths are skipped when switched off or below the thresholds",
+TEST_CASE("oneDNN paths are skipped when switched off, below the thresholds, for float64",
           "[backend][onednn]") {
   const Shape small{4, 64};
   Host a = random_host(small, -1, 1, 11), b = random_host(small, -1, 1, 12), out(small);
   const size_t plans = onednn::plans_built();
-  backend().binary(BinaryOp::Add, out.view(), a.view(), b.view(), 0, 0);
+  backend().binary(BinaryOp::GeluErfGrad, out.view(), a.view(), b.view(), 0, 0);
   CHECK(onednn::plans_built() == plans);  // 256 elements: the loops
-  CHECK(out.values[3] == a.values[3] + b.values[3]);
-  onednn::set_enabled(false);
-  CHECK_FALSE(onednn::try_binary(BinaryOp::Add, out.view(), a.view(), b.view()));
-  onednn::set_enabled(true);
-  CHECK(onednn::enabled());
-  // float64 never goes to oneDNN.
-  std::vector<double> x(1 << 15, 1.5), y(1 << 15, 2.25), z(1 << 15);
-  const Shape big{int64_t(1) << 15};
-  const Shape strides = contiguous_strides(big);
-  backend().binary(BinaryOp::Mul, {z.data(), DType::Float64, big, strides},
-                   {x.data(), DType::Float64, big, strides},
-                   {y.data(), DType::Float64, big, strides}, 0, 0);
+  CHECK(close(out.values[3], gelu_grad_ref(BinaryOp::GeluErfGrad, a.values[3], b.values[3]), 1e-6));
+  // Add is not routed at any size.
+  const Shape big{1 << 16};
+  Host x = random_host(big, -1, 1, 13), y = random_host(big, -1, 1, 14), z(big);
+  backend().binary(BinaryOp::Add, z.view(), x.view(), y.view(), 0, 0);
   CHECK(onednn::plans_built() == plans);
-  CHECK(z[100] == 1.5 * 2.25);
+  CHECK(z.values[100] == x.values[100] + y.values[100]);
+  // Switched off, every try_* declines.
+  CHECK(onednn::try_eltwise_backward(BinaryOp::GeluErfGrad, z.view(), x.view(), y.view()));
+  onednn::set_enabled(false);
+  CHECK_FALSE(onednn::enabled());
+  CHECK_FALSE(onednn::try_eltwise_backward(BinaryOp::GeluErfGrad, z.view(), x.view(), y.view()));
+  CHECK_FALSE(onednn::try_binary(BinaryOp::Add, z.view(), x.view(), y.view()));
+  onednn::set_enabled(true);
+  // float64 never goes to oneDNN.
+  const size_t before = onednn::plans_built();
+  std::vector<double> xd(1 << 16, 1.5), gd(1 << 16, 2.0), zd(1 << 16);
+  const Shape strides = contiguous_strides(big);
+  backend().binary(BinaryOp::GeluErfGrad, {zd.data(), DType::Float64, big, strides},
+                   {gd.data(), DType::Float64, big, strides},
+                   {xd.data(), DType::Float64, big, strides}, 0, 0);
+  CHECK(onednn::plans_built() == before);
+  CHECK(close(zd[100], gelu_grad_ref(BinaryOp::GeluErfGrad, 2.0, 1.5), 1e-12));
 }

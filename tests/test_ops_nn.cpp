@@ -206,6 +206,21 @@ TEST_CASE("layer_norm matches a float64 loop", "[nn]") {
   for (double v : layer_norm(constant, {3}).to_vector<double>()) REQUIRE(v == 0.0);
 }
 
+TEST_CASE("layer_norm of zero rows is empty, forward and backward", "[nn]") {
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    Tensor x = zeros({0, 4}, {.dtype = dtype, .requires_grad = true});
+    Tensor w = ones({4}, {.dtype = dtype, .requires_grad = true});
+    Tensor b = zeros({4}, {.dtype = dtype, .requires_grad = true});
+    Tensor y = layer_norm(x, {4}, w, b);
+    CHECK(y.shape() == Shape{0, 4});
+    backward(sum(y));
+    CHECK(x.grad().shape() == Shape{0, 4});
+    // The parameter gradients are sums over no rows: zero.
+    CHECK(w.grad().to_vector<double>() == std::vector<double>(4, 0.0));
+    CHECK(b.grad().to_vector<double>() == std::vector<double>(4, 0.0));
+  }
+}
+
 TEST_CASE("layer_norm gradients, first and second order", "[nn][grad]") {
   struct Case {
     const char* name;

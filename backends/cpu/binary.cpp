@@ -174,10 +174,9 @@ void CpuBackend::binary(BinaryOp op, const ArrayView& dst, const ArrayView& a, c
   if (n == 0) return;
   switch (a.dtype) {
     case DType::Float32:
-      // oneDNN where it is faster (thresholds and numbers in onednn.h).
-      if (n >= onednn::kBinaryMinElements && onednn::try_binary(op, dst, a, b)) return;
-      if (n >= onednn::kEltwiseBackwardMinElements &&
-          onednn::try_eltwise_backward(op, dst, a, b, alpha))
+      // gelu gradients through oneDNN where it is faster (numbers in onednn.h,
+      // also why add, mul, ... stay here).
+      if (n >= onednn::kEltwiseBackwardMinElements && onednn::try_eltwise_backward(op, dst, a, b))
         return;
       return binary_float<float>(op, dst, a, b, static_cast<float>(alpha),
                                  static_cast<float>(beta));

@@ -169,19 +169,21 @@ TIDE_ALWAYS_INLINE void layer_norm_row(T* y, T& mean_out, T& rstd_out, const T* 
 
 // grad_x for one row. With xhat = (x - mean) * rstd and dy = g * w:
 //   grad_x = rstd * (dy - mean(dy) - xhat * mean(dy * xhat))
-template <typename T>
+// kHasWeight is a template argument: a `w != nullptr ? g * w : g` inside the
+// loop kept GCC from vectorizing the unweighted case (4x slower).
+template <bool kHasWeight, typename T>
 TIDE_ALWAYS_INLINE void layer_norm_backward_row(T* gx, const T* g, const T* x, T m, T s, const T* w,
                                                 int64_t c) {
   T sum_dy = 0, sum_dy_xhat = 0;
 #pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
   for (int64_t j = 0; j < c; ++j) {
-    const T dy = w != nullptr ? g[j] * w[j] : g[j];
+    const T dy = kHasWeight ? g[j] * w[j] : g[j];
     sum_dy += dy;
     sum_dy_xhat += dy * ((x[j] - m) * s);
   }
   const T a = sum_dy / T(c), b = sum_dy_xhat / T(c);
   for (int64_t j = 0; j < c; ++j) {
-    const T dy = w != nullptr ? g[j] * w[j] : g[j];
+    const T dy = kHasWeight ? g[j] * w[j] : g[j];
     gx[j] = s * (dy - a - (x[j] - m) * s * b);
   }
 }
@@ -208,33 +210,38 @@ template <typename T>
 TIDE_VECTOR_CLONES void layer_norm_backward_row_range(T* gx, const T* g, const T* x, const T* mean,
                                                       const T* rstd, const T* w, int64_t r0,
                                                       int64_t r1, int64_t c) {
-  for (int64_t r = r0; r < r1; ++r)
-    layer_norm_backward_row(gx + r * c, g + r * c, x + r * c, mean[r], rstd[r], w, c);
+  if (w != nullptr) {
+    for (int64_t r = r0; r < r1; ++r)
+      layer_norm_backward_row<true>(gx + r * c, g + r * c, x + r * c, mean[r], rstd[r], w, c);
+  } else {
+    for (int64_t r = r0; r < r1; ++r)
+      layer_norm_backward_row<false>(gx + r * c, g + r * c, x + r * c, mean[r], rstd[r], w, c);
+  }
 }
+
+// Layer norm reads each row twice and writes it once, with a division and a
+// square root per row: a second thread pays from 8K elements (256x64 forward:
+// 8.8 us on one thread, 5.0 us on two; bench/bench_onednn.cpp), not only from
+// kGrainCheap.
+inline constexpr int64_t kLayerNormGrain = 8192;
 
 template <typename T>
 void layer_norm_rows(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, Rows rows,
                      double eps) {
   const int64_t c = rows.length;
-  parallel_for(rows.count, std::max<int64_t>(1, kGrainCheap / c), [&](int64_t r0, int64_t r1) {
+  parallel_for(rows.count, std::max<int64_t>(1, kLayerNormGrain / c), [&](int64_t r0, int64_t r1) {
     layer_norm_row_range(y, mean, rstd, x, w, b, r0, r1, c, eps);
-  });
-}
-
-template <typename T>
-void layer_norm_grad_x_rows(T* gx, const T* g, const T* x, const T* mean, const T* rstd, const T* w,
-                            Rows rows) {
-  const int64_t c = rows.length;
-  parallel_for(rows.count, std::max<int64_t>(1, kGrainCheap / c), [&](int64_t r0, int64_t r1) {
-    layer_norm_backward_row_range(gx, g, x, mean, rstd, w, r0, r1, c);
   });
 }
 
 //   grad_w = sum over rows of g * xhat,  grad_b = sum over rows of g
 template <typename T>
-void layer_norm_param_grads(T* gw, T* gb, const T* g, const T* x, const T* mean, const T* rstd,
-                            Rows rows) {
+void layer_norm_backward_rows(T* gx, T* gw, T* gb, const T* g, const T* x, const T* mean,
+                              const T* rstd, const T* w, Rows rows) {
   const int64_t c = rows.length;
+  parallel_for(rows.count, std::max<int64_t>(1, kGrainCheap / c), [&](int64_t r0, int64_t r1) {
+    layer_norm_backward_row_range(gx, g, x, mean, rstd, w, r0, r1, c);
+  });
   if (gw == nullptr && gb == nullptr) return;
   // Column sums: each thread owns chunks of columns and adds rows in order, so
   // the result does not depend on the thread count.
@@ -276,16 +283,18 @@ void CpuBackend::layer_norm(const ArrayView& dst, const ArrayView& mean, const A
   check_contiguous(op, "x", x, x, x.dtype);
   check_contiguous(op, "dst", dst, x, x.dtype);
   const Rows rows = rows_of(x);
-  TIDE_CHECK(mean.data != nullptr && rstd.data != nullptr,
+  // Zero rows: mean and rstd are empty, so their data may be null.
+  TIDE_CHECK(rows.count == 0 || (mean.data != nullptr && rstd.data != nullptr),
              "layer_norm: mean and rstd are required");
   check_row_vector(op, "mean", mean, rows.count, x.dtype);
   check_row_vector(op, "rstd", rstd, rows.count, x.dtype);
   check_row_vector(op, "weight", weight, rows.length, x.dtype);
   check_row_vector(op, "bias", bias, rows.length, x.dtype);
   if (x.numel() == 0) return;
-  // oneDNN for float32 rows where it is faster (thresholds in onednn.h).
-  if (x.dtype == DType::Float32 && x.numel() >= onednn::kLayerNormMinElements &&
-      rows.length >= onednn::kLayerNormMinRow &&
+  // oneDNN where it is faster: float32 with a weight, from 64K elements
+  // (numbers in onednn.h; the backward stays here, oneDNN is slower).
+  if (x.dtype == DType::Float32 && weight.data != nullptr &&
+      x.numel() >= onednn::kLayerNormMinElements &&
       onednn::try_layer_norm(dst, mean, rstd, x, weight, bias, eps))
     return;
   dispatch_dtype(x.dtype, [&](auto tag) {
@@ -317,22 +326,12 @@ void CpuBackend::layer_norm_backward(const ArrayView& grad_x, const ArrayView& g
     if (grad_bias.data != nullptr) fill(grad_bias, 0.0);
     return;
   }
-  // grad_x through oneDNN for float32 rows where it is faster; the parameter
-  // gradients always in the loops below (double sums, thread-count independent).
-  const bool grad_x_done = x.dtype == DType::Float32 &&
-                           x.numel() >= onednn::kLayerNormMinElements &&
-                           rows.length >= onednn::kLayerNormMinRow &&
-                           onednn::try_layer_norm_backward(grad_x, grad_dst, x, mean, rstd, weight);
   dispatch_dtype(x.dtype, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_floating_point_v<T>) {
-      if (!grad_x_done) {
-        layer_norm_grad_x_rows(grad_x.ptr<T>(), grad_dst.ptr<const T>(), x.ptr<const T>(),
-                               mean.ptr<const T>(), rstd.ptr<const T>(), weight.ptr<const T>(),
-                               rows);
-      }
-      layer_norm_param_grads(grad_weight.ptr<T>(), grad_bias.ptr<T>(), grad_dst.ptr<const T>(),
-                             x.ptr<const T>(), mean.ptr<const T>(), rstd.ptr<const T>(), rows);
+      layer_norm_backward_rows(grad_x.ptr<T>(), grad_weight.ptr<T>(), grad_bias.ptr<T>(),
+                               grad_dst.ptr<const T>(), x.ptr<const T>(), mean.ptr<const T>(),
+                               rstd.ptr<const T>(), weight.ptr<const T>(), rows);
     }
   });
 }

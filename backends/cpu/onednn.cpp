@@ -533,66 +533,43 @@ bool try_binary(BinaryOp op, const ArrayView& dst, const ArrayView& a, const Arr
 
 namespace {
 
-struct EltwiseGrad {
-  algorithm alg = algorithm::undef;
-  float alpha = 0;
-  bool from_output = false;  // the primitive reads y = f(x) instead of x
-};
-
-// The oneDNN algorithm whose backward is the *Grad op's definition, checked
-// against the loops in binary.cpp including x == 0, NaN and +-Inf and an
-// infinite or NaN g (tests/test_backend_onednn.cpp): elu takes the x <= 0
-// branch at 0 and passes g for a NaN x, like the loop. ReluGrad stays on the
-// loop: oneDNN computes g * 0 below 0, NaN for an infinite or NaN g, where
-// `x <= 0 ? 0 : g` (and PyTorch's threshold_backward) gives 0.
-bool eltwise_grad(BinaryOp op, double alpha, EltwiseGrad& grad) {
+// The oneDNN algorithm whose backward is the *Grad op's definition, for the
+// ops where it is faster (onednn.h). Both agree with the loops in binary.cpp
+// for x = +-0, NaN and +-Inf (tests/test_backend_onednn.cpp).
+algorithm eltwise_grad_algorithm(BinaryOp op) {
   switch (op) {
-    case BinaryOp::EluGrad:
-      grad = {algorithm::eltwise_elu, static_cast<float>(alpha)};
-      return true;
     case BinaryOp::GeluErfGrad:
-      grad = {algorithm::eltwise_gelu_erf};
-      return true;
+      return algorithm::eltwise_gelu_erf;
     case BinaryOp::GeluTanhGrad:
-      grad = {algorithm::eltwise_gelu_tanh};
-      return true;
-    case BinaryOp::TanhGradFromOutput:
-      grad = {algorithm::eltwise_tanh_use_dst_for_bwd, 0.f, true};
-      return true;
-    case BinaryOp::SigmoidGradFromOutput:
-      grad = {algorithm::eltwise_logistic_use_dst_for_bwd, 0.f, true};
-      return true;
+      return algorithm::eltwise_gelu_tanh;
     default:
-      return false;
+      return algorithm::undef;
   }
 }
 
 }  // namespace
 
 bool try_eltwise_backward(BinaryOp op, const ArrayView& grad_src, const ArrayView& grad_dst,
-                          const ArrayView& x_or_y, double alpha) {
-  EltwiseGrad grad;
-  if (!enabled() || !eltwise_grad(op, alpha, grad)) return false;
-  if (!grad_src.is_contiguous() || !grad_dst.is_contiguous() || !x_or_y.is_contiguous())
-    return false;
+                          const ArrayView& x) {
+  const algorithm alg = eltwise_grad_algorithm(op);
+  if (!enabled() || alg == algorithm::undef) return false;
+  if (!grad_src.is_contiguous() || !grad_dst.is_contiguous() || !x.is_contiguous()) return false;
   const int64_t n = grad_src.numel();
-  const int data_arg = grad.from_output ? DNNL_ARG_DST : DNNL_ARG_SRC;
   Key key;
-  key.add(int64_t(Kind::EltwiseBackward)).add(n).add(int64_t(grad.alg)).add(double(grad.alpha));
+  key.add(int64_t(Kind::EltwiseBackward)).add(n).add(int64_t(alg));
   const PlanPtr plan = plan_cache().get(key, [&] {
     const memory::desc md({n}, memory::data_type::f32, memory::dims{1});
     // oneDNN 2.6 builds a backward primitive from a forward one (its "hint").
     dnnl::eltwise_forward::primitive_desc hint(
-        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, grad.alg, md, grad.alpha,
-                                    0.f),
+        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg, md, 0.f, 0.f),
         cpu_engine());
-    dnnl::eltwise_backward::primitive_desc pd(
-        dnnl::eltwise_backward::desc(grad.alg, md, md, grad.alpha, 0.f), cpu_engine(), hint);
-    return make_plan(pd, {{data_arg, md}, {DNNL_ARG_DIFF_DST, md}, {DNNL_ARG_DIFF_SRC, md}});
+    dnnl::eltwise_backward::primitive_desc pd(dnnl::eltwise_backward::desc(alg, md, md, 0.f, 0.f),
+                                              cpu_engine(), hint);
+    return make_plan(pd, {{DNNL_ARG_SRC, md}, {DNNL_ARG_DIFF_DST, md}, {DNNL_ARG_DIFF_SRC, md}});
   });
   if (!plan) return false;
   run(*plan,
-      {{data_arg, x_or_y.data},
+      {{DNNL_ARG_SRC, x.data},
        {DNNL_ARG_DIFF_DST, grad_dst.data},
        {DNNL_ARG_DIFF_SRC, grad_src.data}},
       n < kEltwiseMinParallel);
@@ -682,28 +659,34 @@ bool try_layer_norm_backward(const ArrayView& grad_x, const ArrayView& grad_dst,
   if (!enabled() || mean.data == nullptr || rstd.data == nullptr) return false;
   const LayerNormShape shape = layer_norm_shape(x);
   if (shape.rows == 0) return false;
-  const auto flags = layer_norm_flags(weight.data != nullptr, false);
+  const bool has_weight = weight.data != nullptr;
+  const auto flags = layer_norm_flags(has_weight, false);
+  // backward_data computes grad_x only, but 2.6 has it without a scale alone;
+  // with a weight, full backward also writes the weight gradient, into a
+  // scratch buffer (its per-thread sums are not what Tide returns).
+  const auto prop = has_weight ? dnnl::prop_kind::backward : dnnl::prop_kind::backward_data;
   Key key;
   key.add(int64_t(Kind::LayerNormBackward)).add(shape.rows).add(shape.length).add(int64_t(flags));
   const PlanPtr plan = plan_cache().get(key, [&] {
-    // backward_data: grad_x only. Epsilon 0 because the variance passed in
-    // below is 1 / rstd^2, which already includes eps.
+    // Epsilon 0: the variance passed in below is 1 / rstd^2, eps included.
     const auto hint = layer_norm_forward_pd(shape, 0.f, flags);
     dnnl::layer_normalization_backward::primitive_desc pd(
-        dnnl::layer_normalization_backward::desc(dnnl::prop_kind::backward_data, shape.data(),
-                                                 shape.data(), shape.stats(), 0.f, flags),
+        dnnl::layer_normalization_backward::desc(prop, shape.data(), shape.data(), shape.stats(),
+                                                 0.f, flags),
         cpu_engine(), hint);
     return make_plan(pd, {{DNNL_ARG_SRC, shape.data()},
                           {DNNL_ARG_MEAN, shape.stats()},
                           {DNNL_ARG_VARIANCE, shape.stats()},
                           {DNNL_ARG_DIFF_DST, shape.data()},
                           {DNNL_ARG_SCALE, shape.params()},
-                          {DNNL_ARG_DIFF_SRC, shape.data()}});
+                          {DNNL_ARG_DIFF_SRC, shape.data()},
+                          {DNNL_ARG_DIFF_SCALE, shape.params()}});
   });
   if (!plan) return false;
   // Tide saves rstd = 1 / sqrt(var + eps); oneDNN wants a variance.
-  thread_local std::vector<float> variance;
+  thread_local std::vector<float> variance, scratch_grad_weight;
   variance.resize(shape.rows);
+  scratch_grad_weight.resize(has_weight ? shape.length : 0);
   const float* r = rstd.ptr<float>();
   for (int64_t i = 0; i < shape.rows; ++i) variance[i] = 1.f / (r[i] * r[i]);
   run(*plan, {{DNNL_ARG_SRC, x.data},
@@ -711,7 +694,8 @@ bool try_layer_norm_backward(const ArrayView& grad_x, const ArrayView& grad_dst,
               {DNNL_ARG_VARIANCE, variance.data()},
               {DNNL_ARG_DIFF_DST, grad_dst.data},
               {DNNL_ARG_SCALE, weight.data},
-              {DNNL_ARG_DIFF_SRC, grad_x.data}});
+              {DNNL_ARG_DIFF_SRC, grad_x.data},
+              {DNNL_ARG_DIFF_SCALE, has_weight ? scratch_grad_weight.data() : nullptr}});
   return true;
 }
 

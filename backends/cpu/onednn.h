@@ -25,30 +25,48 @@ inline constexpr int64_t kMatmulMinWork = 8192;
 inline constexpr int64_t kMatmulMinParallelWork = 64 * 64 * 64;  // else one thread
 inline constexpr int64_t kSoftmaxMinElements = 65536;
 inline constexpr int64_t kSoftmaxMinRow = 256;
-// Binary, eltwise backward, layer norm: in elements (PROVISIONAL).
-inline constexpr int64_t kBinaryMinElements = 8192;
+// The thresholds below were measured with bench/bench_onednn.cpp (loops and
+// oneDNN interleaved in one run, min of 30 reps, 2 threads, loaded 2-core
+// AVX-512 Xeon); oneDNN / loops time at 1K, 16K (256x64), 64K and 1M elements.
+//
+// gelu_grad 0.80 / 0.65 / 0.62 / 0.60, gelu_tanh_grad 0.85 / 0.69 / 0.60 /
+// 0.63 (one run under heavier load: 1.07 / 0.94 / 0.90 / 0.94 for gelu_grad),
+// so from 8K elements.
 inline constexpr int64_t kEltwiseBackwardMinElements = 8192;
-inline constexpr int64_t kLayerNormMinElements = 8192;
-inline constexpr int64_t kLayerNormMinRow = 64;
+// Layer norm forward with a weight: 12.9 / 1.16 / 0.98 / 0.93 (rows of 64 up
+// to 64K, [4096, 256] at 1M; [256, 256]: 0.99). Without weight and bias:
+// 14.4 / 1.11 / 0.95 / 1.10, so only the weighted form is routed, from 64K.
+inline constexpr int64_t kLayerNormMinElements = 65536;
 // Below these sizes a oneDNN primitive runs on one thread.
 inline constexpr int64_t kBinaryMinParallel = 32768;
 inline constexpr int64_t kEltwiseMinParallel = 4096;
 
-// Binary (try_binary), eltwise backward (try_eltwise_backward) and layer norm:
-// the callers apply the thresholds (in binary.cpp and normalization.cpp, with
-// the measured numbers), so a benchmark can time these at any size.
-//
-// Not routed, with the reason:
-//   - Maximum / Minimum and reduce Max / Min: oneDNN 2.6's binary_max and
-//     reduction_max return the number when one operand is NaN (vmaxps); Tide
-//     propagates NaN, like PyTorch.
+// Implemented and tested but not routed, because the loops are as fast or
+// faster (numbers as above):
+//   - try_binary: add 6.8 / 1.16 / 1.15 / 0.99 (4M: 1.84), mul 7.3 / 1.20 /
+//     1.03 / 1.02, div 3.1 / 1.00 / 1.06 / 1.00; broadcast [M, N] + [N]
+//     6.1 / 1.49 / 2.42 / 0.92 (4M: 0.99), [M, N] + [M, 1] 7.2 / 2.27 / 1.99 /
+//     0.97 (4M: 1.04). Memory bound: one call costs more than it saves.
+//   - try_layer_norm_backward: 31 / 1.58 / 1.72 / 1.75 with a weight,
+//     37 / 1.65 / 1.88 / 1.88 without (oneDNN 2.6 runs its generic
+//     "simple_layer_normalization" code here).
+//   - eltwise backward of elu: 1.5 / 1.04 / 0.99 / 1.03 (a tie); of tanh and
+//     sigmoid from the output: 6.3 / 1.88 / 2.24 / 1.17 and 5.8 / 1.91 / 2.04 /
+//     1.02 (one multiply per element: the call costs more).
+// Not routed because oneDNN 2.6's definitions differ from Tide's:
+//   - Maximum / Minimum and reduce Max / Min: binary_max and reduction_max
+//     return the number when one operand is NaN (vmaxps); Tide propagates NaN,
+//     like PyTorch.
 //   - reduce Sum / Prod: oneDNN accumulates float32 sums in float32 and splits
 //     them by thread; Tide promises float32 sums accumulated in double and
 //     results independent of the thread count (reduce.cpp).
-//   - SeluGrad: elu backward times a scale needs a second pass (eltwise
-//     backward takes no post-ops in 2.6), slower than the one-pass loop.
-//   - ReluGrad: oneDNN's relu backward gives NaN for an infinite or NaN g
-//     where x < 0 (g * 0); Tide's (and PyTorch's) gives 0.
+//   - ReluGrad: relu backward gives g * 0 = NaN for an infinite or NaN g where
+//     x < 0; Tide (and PyTorch's threshold_backward) gives 0.
+//   - SeluGrad: needs elu backward plus a scaling pass (eltwise backward takes
+//     no post-ops in 2.6).
+//
+// try_binary, try_eltwise_backward and the layer norm functions take any size:
+// the callers apply the thresholds, so the benchmark can time them anywhere.
 
 bool try_unary(UnaryOp op, const ArrayView& dst, const ArrayView& src, double alpha, double beta);
 bool try_matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, const ArrayView& bias,
@@ -59,18 +77,17 @@ bool try_softmax(const ArrayView& dst, const ArrayView& src, bool log);
 // contiguous or broadcast (stride 0) in some dims. Elementwise, so the result
 // is the same for any thread count.
 bool try_binary(BinaryOp op, const ArrayView& dst, const ArrayView& a, const ArrayView& b);
-// The *Grad ops with a matching oneDNN eltwise backward (elu, gelu erf and
-// tanh, tanh and sigmoid from the output); all operands contiguous.
-// grad_src = grad_dst * f'(x), with x_or_y as binary() gets it.
+// GeluErfGrad and GeluTanhGrad (the *Grad ops where oneDNN's eltwise backward
+// is faster): grad_src = grad_dst * f'(x), all contiguous.
 bool try_eltwise_backward(BinaryOp op, const ArrayView& grad_src, const ArrayView& grad_dst,
-                          const ArrayView& x_or_y, double alpha);
+                          const ArrayView& x);
 // Layer norm over the last dim of a contiguous float32 tensor; weight and bias
-// may be null. Writes mean and rstd like the loops do.
+// may be null. Writes mean and rstd like the loops do. Each row is one
+// thread's work, so the result does not depend on the thread count.
 bool try_layer_norm(const ArrayView& dst, const ArrayView& mean, const ArrayView& rstd,
                     const ArrayView& x, const ArrayView& weight, const ArrayView& bias, double eps);
-// grad_x only (oneDNN's backward_data). The weight and bias gradients stay in
-// the caller's loops: oneDNN sums them per thread, so they would depend on the
-// thread count.
+// grad_x only. The weight and bias gradients would stay in the loops: oneDNN
+// sums them per thread, so they would depend on the thread count.
 bool try_layer_norm_backward(const ArrayView& grad_x, const ArrayView& grad_dst, const ArrayView& x,
                              const ArrayView& mean, const ArrayView& rstd, const ArrayView& weight);
 

@@ -308,7 +308,8 @@ void CudaBackend::layer_norm(const ArrayView& dst, const ArrayView& mean, const 
   check_contiguous(op, "x", x, x, x.dtype);
   check_contiguous(op, "dst", dst, x, x.dtype);
   const Rows rows = rows_of(x);
-  TIDE_CHECK(mean.data != nullptr && rstd.data != nullptr,
+  // Zero rows: mean and rstd are empty, so their data may be null.
+  TIDE_CHECK(rows.count == 0 || (mean.data != nullptr && rstd.data != nullptr),
              "layer_norm: mean and rstd are required");
   check_row_vector(op, "mean", mean, rows.count, x.dtype);
   check_row_vector(op, "rstd", rstd, rows.count, x.dtype);

@@ -5,10 +5,10 @@
 // Bit-exactness: the double arithmetic that maps a counter block to a value
 // is written with _rn intrinsics, so nvcc cannot fuse a multiply and an add
 // into an FMA (which rounds once instead of twice and would differ from the
-// CPU). Uniform, Bernoulli and RandInt values are then identical to the CPU.
-// Normal uses log, sqrt and cos in double: sqrt is correctly rounded on both
-// sides, but CUDA's log/cos (within 1-2 ulp) and glibc's may differ in the last
-// bit of the double, which almost never survives rounding to float32.
+// CPU), and the file is compiled with -fmad=false (CMakeLists.txt) for the
+// arithmetic inside backends/philox.h. Normal's log and cos there are built
+// from +, -, *, / and sqrt only (all correctly rounded on both sides), so
+// every distribution gives the CPU's numbers bit for bit.
 #include <type_traits>
 
 #include "backends/cuda/device.cuh"

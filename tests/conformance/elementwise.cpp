@@ -505,12 +505,7 @@ TEST_CASE("conformance: binary ops with broadcasting", "[elementwise][binary]") 
             check_against_loop(check.op, reference, loop, {1e-14, 1e-12});
           }
           const Shape out = kernels::broadcast_shapes(a_shape, b_shape, "conformance");
-          // The activation derivatives are differentiated (second order) only
-          // on equal shapes, the way autograd calls them: their backward does
-          // not reduce broadcast gradients yet (reported in issue 5's notes).
-          const bool activation_grad = c.op >= BinaryOp::ReluGrad && c.op <= BinaryOp::SoftplusGrad;
-          if (c.differentiable && is_floating(dtype) && backward_shape(out, layout) &&
-              (!activation_grad || a_shape == b_shape)) {
+          if (c.differentiable && is_floating(dtype) && backward_shape(out, layout)) {
             Check grad_check{.op = std::string(op_name(c.op)) + " (differentiable op)",
                              .tol = kElementwise.for_dtype(dtype),
                              .result_dtype = dtype,
