@@ -46,13 +46,7 @@ void CpuBackend::fill(const ArrayView& dst, double value) {
 
 void CpuBackend::where(const ArrayView& dst, const ArrayView& cond, const ArrayView& a,
                        const ArrayView& b) {
-  TIDE_CHECK(cond.dtype == DType::Bool, "where: condition must be bool, got {}", cond.dtype);
-  TIDE_CHECK(a.dtype == dst.dtype && b.dtype == dst.dtype,
-             "where: branches must have the output dtype {}, got {} and {}", dst.dtype, a.dtype,
-             b.dtype);
-  check_same_shape("where", dst, cond);
-  check_same_shape("where", dst, a);
-  check_same_shape("where", dst, b);
+  checks::check_where(dst, cond, a, b);
   if (dst.numel() == 0) return;
   dispatch_dtype(dst.dtype, [&](auto tag) {
     using T = decltype(tag);

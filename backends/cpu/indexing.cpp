@@ -64,10 +64,7 @@ void gather_elements(const ArrayView& dst, const ArrayView& src, int dim, const 
   });
 }
 
-void check_index_dim(const char* op, int dim, int rank) {
-  TIDE_CHECK(dim >= 0 && dim < rank, "{}: dim {} is out of range for a tensor of rank {}", op, dim,
-             rank);
-}
+using checks::check_index_dim;
 
 }  // namespace
 

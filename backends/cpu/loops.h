@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "backends/backend.h"
+#include "backends/checks.h"
 #include "backends/cpu/kernel_config.h"
 #include "backends/cpu/threads.h"
 
@@ -342,9 +343,6 @@ void map3(const ArrayView& dst, const ArrayView& a, const ArrayView& b, const Ar
 }
 
 // Throws unless every view has dst's shape (what the elementwise contract promises).
-inline void check_same_shape(const char* op, const ArrayView& dst, const ArrayView& src) {
-  TIDE_CHECK(dst.shape == src.shape, "{}: input shape {} does not match output shape {}", op,
-             src.shape, dst.shape);
-}
+using checks::check_same_shape;
 
 }  // namespace tide::cpu

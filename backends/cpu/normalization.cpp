@@ -15,27 +15,11 @@ namespace tide::cpu {
 
 namespace {
 
-// Rows and row length of a contiguous tensor normalised over its last dim.
-struct Rows {
-  int64_t count, length;
-};
-
-Rows rows_of(const ArrayView& v) {
-  Rows rows{1, 1};
-  for (int d = 0; d < v.rank(); ++d) (d + 1 < v.rank() ? rows.count : rows.length) *= v.shape[d];
-  return rows;
-}
-
-void check_contiguous(const char* op, const char* what, const ArrayView& v, const ArrayView& like,
-                      DType dtype) {
-  TIDE_CHECK(v.shape == like.shape && v.dtype == dtype && v.is_contiguous(),
-             "{}: {} must be a contiguous {} tensor of shape {}, got {} {}", op, what, dtype,
-             like.shape, v.dtype, v.shape);
-}
-
-void check_float(const char* op, DType dtype) {
-  TIDE_CHECK(is_floating(dtype), "{}: unsupported dtype {}", op, dtype);
-}
+using checks::check_contiguous;
+using checks::check_float;
+using checks::check_row_vector;
+using checks::Rows;
+using checks::rows_of;
 
 // One row of softmax (or log-softmax): shift by the max, exponentiate, normalise.
 template <typename T>
@@ -263,14 +247,6 @@ void layer_norm_backward_rows(T* gx, T* gw, T* gb, const T* g, const T* x, const
       }
     }
   });
-}
-
-void check_row_vector(const char* op, const char* what, const ArrayView& v, int64_t n,
-                      DType dtype) {
-  if (v.data == nullptr) return;
-  TIDE_CHECK(v.numel() == n && v.dtype == dtype && v.is_contiguous(),
-             "{}: {} must be a contiguous {} tensor of {} elements, got {} {}", op, what, dtype, n,
-             v.dtype, v.shape);
 }
 
 }  // namespace

@@ -24,30 +24,11 @@ void fill_indexed(const ArrayView& dst, F f) {
   });
 }
 
-const char* distribution_name(Distribution dist) {
-  switch (dist) {
-    case Distribution::Uniform:
-      return "uniform";
-    case Distribution::Normal:
-      return "normal";
-    case Distribution::Bernoulli:
-      return "bernoulli";
-    case Distribution::RandInt:
-      return "randint";
-  }
-  return "?";
-}
-
 }  // namespace
 
 void CpuBackend::random(const ArrayView& dst, Distribution dist, double a, double b, uint64_t seed,
                         uint64_t offset) {
-  TIDE_CHECK(dst.is_contiguous(), "random: output must be contiguous, got strides {} for shape {}",
-             dst.strides, dst.shape);
-  const bool ok = dist == Distribution::Bernoulli ? true
-                  : dist == Distribution::RandInt ? dst.dtype != DType::Bool
-                                                  : is_floating(dst.dtype);
-  TIDE_CHECK(ok, "random: {} cannot fill a {} tensor", distribution_name(dist), dst.dtype);
+  checks::check_random(dst, dist);
   if (dst.numel() == 0) return;
   dispatch_dtype(dst.dtype, [&](auto tag) {
     using T = decltype(tag);

@@ -294,22 +294,12 @@ void reduce_dispatch(ReduceOp op, const ArrayView& dst, const ArrayView& src, bo
   fail("{}: unsupported dtypes (input {}, output {})", op_name(op), src.dtype, dst.dtype);
 }
 
-void check_kept_shape(const char* op, const ArrayView& dst, const ArrayView& src, int skip_dim) {
-  bool ok = dst.rank() == src.rank();
-  for (int d = 0; ok && d < src.rank(); ++d)
-    ok = d == skip_dim ? dst.shape[d] == 1 : dst.shape[d] == src.shape[d];
-  TIDE_CHECK(ok, "{}: output shape {} does not fit input shape {} (dim {})", op, dst.shape,
-             src.shape, skip_dim);
-}
+using checks::check_kept_shape;
 
 }  // namespace
 
 void CpuBackend::reduce(ReduceOp op, const ArrayView& dst, const ArrayView& src) {
-  bool shapes_ok = dst.rank() == src.rank();
-  for (int d = 0; shapes_ok && d < src.rank(); ++d)
-    shapes_ok = dst.shape[d] == src.shape[d] || dst.shape[d] == 1;
-  TIDE_CHECK(shapes_ok, "{}: output shape {} is not a reduction of input shape {}", op_name(op),
-             dst.shape, src.shape);
+  checks::check_reduction_shape(op_name(op), dst, src);
   if (dst.numel() == 0) return;
   if (src.numel() == 0) {  // reducing over an empty dim
     TIDE_CHECK(op == ReduceOp::Sum || op == ReduceOp::Prod,

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backends/checks.h"
 #include "backends/cuda/allocator.h"
 #include "backends/cuda/check.h"
 #include "backends/cuda/cuda_backend.h"
@@ -16,10 +17,7 @@ namespace tide::cuda {
 
 namespace {
 
-void check_same_shape(const char* op, const ArrayView& dst, const ArrayView& src) {
-  TIDE_CHECK(dst.shape == src.shape, "{}: input shape {} does not match output shape {}", op,
-             src.shape, dst.shape);
-}
+using checks::check_same_shape;
 
 template <int N>
 kern::Loop<N> loop_over(const ArrayView& dst, const std::array<const ArrayView*, N - 1>& inputs) {
@@ -89,13 +87,7 @@ void CudaBackend::binary(BinaryOp op, const ArrayView& dst, const ArrayView& a, 
 
 void CudaBackend::where(const ArrayView& dst, const ArrayView& cond, const ArrayView& a,
                         const ArrayView& b) {
-  TIDE_CHECK(cond.dtype == DType::Bool, "where: condition must be bool, got {}", cond.dtype);
-  TIDE_CHECK(a.dtype == dst.dtype && b.dtype == dst.dtype,
-             "where: branches must have the output dtype {}, got {} and {}", dst.dtype, a.dtype,
-             b.dtype);
-  check_same_shape("where", dst, cond);
-  check_same_shape("where", dst, a);
-  check_same_shape("where", dst, b);
+  checks::check_where(dst, cond, a, b);
   if (dst.numel() == 0) return;
   kern::where(loop_over<4>(dst, {&cond, &a, &b}), dst.data, cond.data, a.data, b.data,
               elem(dst.dtype), stream_);
@@ -146,13 +138,7 @@ kern::ReducePlan make_reduce_plan(const ArrayView& dst, const ArrayView& src) {
   return plan;
 }
 
-void check_kept_shape(const char* op, const ArrayView& dst, const ArrayView& src, int skip_dim) {
-  bool ok = dst.rank() == src.rank();
-  for (int d = 0; ok && d < src.rank(); ++d)
-    ok = d == skip_dim ? dst.shape[d] == 1 : dst.shape[d] == src.shape[d];
-  TIDE_CHECK(ok, "{}: output shape {} does not fit input shape {} (dim {})", op, dst.shape,
-             src.shape, skip_dim);
-}
+using checks::check_kept_shape;
 
 // The lines along `dim` (all other dims walked by the loop).
 kern::LinePlan make_line_plan(const ArrayView& dst, const ArrayView& src, int dim) {
@@ -174,11 +160,7 @@ kern::LinePlan make_line_plan(const ArrayView& dst, const ArrayView& src, int di
 }  // namespace
 
 void CudaBackend::reduce(ReduceOp op, const ArrayView& dst, const ArrayView& src) {
-  bool shapes_ok = dst.rank() == src.rank();
-  for (int d = 0; shapes_ok && d < src.rank(); ++d)
-    shapes_ok = dst.shape[d] == src.shape[d] || dst.shape[d] == 1;
-  TIDE_CHECK(shapes_ok, "{}: output shape {} is not a reduction of input shape {}", op_name(op),
-             dst.shape, src.shape);
+  checks::check_reduction_shape(op_name(op), dst, src);
   const bool sum_like = op == ReduceOp::Sum || op == ReduceOp::Prod;
   const bool dtypes_ok = src.dtype == DType::Bool
                              ? dst.dtype == (sum_like ? DType::Int64 : DType::Bool)
@@ -244,34 +226,11 @@ void CudaBackend::cumsum(const ArrayView& dst, const ArrayView& src, int dim) {
 
 namespace {
 
-struct Rows {
-  int64_t count, length;
-};
-
-Rows rows_of(const ArrayView& v) {
-  Rows rows{1, 1};
-  for (int d = 0; d < v.rank(); ++d) (d + 1 < v.rank() ? rows.count : rows.length) *= v.shape[d];
-  return rows;
-}
-
-void check_contiguous(const char* op, const char* what, const ArrayView& v, const ArrayView& like,
-                      DType dtype) {
-  TIDE_CHECK(v.shape == like.shape && v.dtype == dtype && v.is_contiguous(),
-             "{}: {} must be a contiguous {} tensor of shape {}, got {} {}", op, what, dtype,
-             like.shape, v.dtype, v.shape);
-}
-
-void check_float(const char* op, DType dtype) {
-  TIDE_CHECK(is_floating(dtype), "{}: unsupported dtype {}", op, dtype);
-}
-
-void check_row_vector(const char* op, const char* what, const ArrayView& v, int64_t n,
-                      DType dtype) {
-  if (v.data == nullptr) return;
-  TIDE_CHECK(v.numel() == n && v.dtype == dtype && v.is_contiguous(),
-             "{}: {} must be a contiguous {} tensor of {} elements, got {} {}", op, what, dtype, n,
-             v.dtype, v.shape);
-}
+using checks::check_contiguous;
+using checks::check_float;
+using checks::check_row_vector;
+using checks::Rows;
+using checks::rows_of;
 
 }  // namespace
 
@@ -366,14 +325,8 @@ void CudaBackend::layer_norm_backward(const ArrayView& grad_x, const ArrayView& 
 
 namespace {
 
-void check_index_dtype(const char* op, const ArrayView& index) {
-  TIDE_CHECK(index.dtype == DType::Int64, "{}: index must be int64, got {}", op, index.dtype);
-}
-
-void check_index_dim(const char* op, int dim, int rank) {
-  TIDE_CHECK(dim >= 0 && dim < rank, "{}: dim {} is out of range for a tensor of rank {}", op, dim,
-             rank);
-}
+using checks::check_index_dim;
+using checks::check_index_dtype;
 
 ArrayView with_shape(const ArrayView& v, const Shape& shape) {
   ArrayView out = v;
@@ -512,13 +465,7 @@ void CudaBackend::scatter_add(const ArrayView& dst, int dim, const ArrayView& in
 
 void CudaBackend::random(const ArrayView& dst, Distribution dist, double a, double b, uint64_t seed,
                          uint64_t offset) {
-  TIDE_CHECK(dst.is_contiguous(), "random: output must be contiguous, got strides {} for shape {}",
-             dst.strides, dst.shape);
-  const bool ok = dist == Distribution::Bernoulli ? true
-                  : dist == Distribution::RandInt ? dst.dtype != DType::Bool
-                                                  : is_floating(dst.dtype);
-  static constexpr const char* kNames[] = {"uniform", "normal", "bernoulli", "randint"};
-  TIDE_CHECK(ok, "random: {} cannot fill a {} tensor", kNames[static_cast<int>(dist)], dst.dtype);
+  checks::check_random(dst, dist);
   if (dst.numel() == 0) return;
   // The largest value a uniform may take, as the CPU computes it: rounding a
   // double just below b to float32 can give b itself.

@@ -1,0 +1,117 @@
+// Argument checks shared by every backend's primitives: the parts of the
+// contract in backend.h that do not depend on the device, stated once so that
+// the CPU and CUDA backends reject bad arguments with the same messages.
+#pragma once
+
+#include <cstdint>
+
+#include "backends/backend.h"
+
+namespace tide::checks {
+
+inline void check_same_shape(const char* op, const ArrayView& dst, const ArrayView& src) {
+  TIDE_CHECK(dst.shape == src.shape, "{}: input shape {} does not match output shape {}", op,
+             src.shape, dst.shape);
+}
+
+// where(): a bool condition and branches of the output's dtype, all of dst's shape.
+inline void check_where(const ArrayView& dst, const ArrayView& cond, const ArrayView& a,
+                        const ArrayView& b) {
+  TIDE_CHECK(cond.dtype == DType::Bool, "where: condition must be bool, got {}", cond.dtype);
+  TIDE_CHECK(a.dtype == dst.dtype && b.dtype == dst.dtype,
+             "where: branches must have the output dtype {}, got {} and {}", dst.dtype, a.dtype,
+             b.dtype);
+  check_same_shape("where", dst, cond);
+  check_same_shape("where", dst, a);
+  check_same_shape("where", dst, b);
+}
+
+// reduce(): dst has src's rank, with size 1 or src's size in each dim.
+inline void check_reduction_shape(const char* op, const ArrayView& dst, const ArrayView& src) {
+  bool ok = dst.rank() == src.rank();
+  for (int d = 0; ok && d < src.rank(); ++d) ok = dst.shape[d] == src.shape[d] || dst.shape[d] == 1;
+  TIDE_CHECK(ok, "{}: output shape {} is not a reduction of input shape {}", op, dst.shape,
+             src.shape);
+}
+
+// arg_reduce() and cumsum(): dst is src's shape, or size 1 at skip_dim.
+inline void check_kept_shape(const char* op, const ArrayView& dst, const ArrayView& src,
+                             int skip_dim) {
+  bool ok = dst.rank() == src.rank();
+  for (int d = 0; ok && d < src.rank(); ++d)
+    ok = d == skip_dim ? dst.shape[d] == 1 : dst.shape[d] == src.shape[d];
+  TIDE_CHECK(ok, "{}: output shape {} does not fit input shape {} (dim {})", op, dst.shape,
+             src.shape, skip_dim);
+}
+
+// --- normalisation (softmax, layer_norm) -------------------------------------
+
+// Rows and row length of a contiguous tensor normalised over its last dim.
+struct Rows {
+  int64_t count, length;
+};
+
+inline Rows rows_of(const ArrayView& v) {
+  Rows rows{1, 1};
+  for (int d = 0; d < v.rank(); ++d) (d + 1 < v.rank() ? rows.count : rows.length) *= v.shape[d];
+  return rows;
+}
+
+inline void check_float(const char* op, DType dtype) {
+  TIDE_CHECK(is_floating(dtype), "{}: unsupported dtype {}", op, dtype);
+}
+
+inline void check_contiguous(const char* op, const char* what, const ArrayView& v,
+                             const ArrayView& like, DType dtype) {
+  TIDE_CHECK(v.shape == like.shape && v.dtype == dtype && v.is_contiguous(),
+             "{}: {} must be a contiguous {} tensor of shape {}, got {} {}", op, what, dtype,
+             like.shape, v.dtype, v.shape);
+}
+
+// An optional per-row or per-column vector (absent when its data is null).
+inline void check_row_vector(const char* op, const char* what, const ArrayView& v, int64_t n,
+                             DType dtype) {
+  if (v.data == nullptr) return;
+  TIDE_CHECK(v.numel() == n && v.dtype == dtype && v.is_contiguous(),
+             "{}: {} must be a contiguous {} tensor of {} elements, got {} {}", op, what, dtype, n,
+             v.dtype, v.shape);
+}
+
+// --- indexing -------------------------------------------------------------------
+
+inline void check_index_dtype(const char* op, const ArrayView& index) {
+  TIDE_CHECK(index.dtype == DType::Int64, "{}: index must be int64, got {}", op, index.dtype);
+}
+
+inline void check_index_dim(const char* op, int dim, int rank) {
+  TIDE_CHECK(dim >= 0 && dim < rank, "{}: dim {} is out of range for a tensor of rank {}", op, dim,
+             rank);
+}
+
+// --- random numbers ---------------------------------------------------------------
+
+inline const char* distribution_name(Distribution dist) {
+  switch (dist) {
+    case Distribution::Uniform:
+      return "uniform";
+    case Distribution::Normal:
+      return "normal";
+    case Distribution::Bernoulli:
+      return "bernoulli";
+    case Distribution::RandInt:
+      return "randint";
+  }
+  return "?";
+}
+
+// random(): a contiguous dst of a dtype the distribution can fill.
+inline void check_random(const ArrayView& dst, Distribution dist) {
+  TIDE_CHECK(dst.is_contiguous(), "random: output must be contiguous, got strides {} for shape {}",
+             dst.strides, dst.shape);
+  const bool ok = dist == Distribution::Bernoulli ? true
+                  : dist == Distribution::RandInt ? dst.dtype != DType::Bool
+                                                  : is_floating(dst.dtype);
+  TIDE_CHECK(ok, "random: {} cannot fill a {} tensor", distribution_name(dist), dst.dtype);
+}
+
+}  // namespace tide::checks
