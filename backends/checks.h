@@ -44,6 +44,30 @@ inline void check_kept_shape(const char* op, const ArrayView& dst, const ArrayVi
              src.shape, skip_dim);
 }
 
+// matmul(): dst[..., M, N] = a[..., M, K] @ b[..., K, N] (+ bias[N]), batch
+// dims already broadcast, one dtype throughout.
+inline void check_matmul_args(const ArrayView& dst, const ArrayView& a, const ArrayView& b,
+                              const ArrayView& bias, Epilogue epilogue) {
+  const int r = dst.rank();
+  bool ok = r >= 2 && a.rank() == r && b.rank() == r;
+  for (int d = 0; ok && d < r - 2; ++d)
+    ok = a.shape[d] == dst.shape[d] && b.shape[d] == dst.shape[d];
+  ok = ok && a.shape[r - 2] == dst.shape[r - 2] && b.shape[r - 1] == dst.shape[r - 1] &&
+       a.shape[r - 1] == b.shape[r - 2];
+  TIDE_CHECK(ok, "matmul: shapes {} @ {} -> {} do not match", a.shape, b.shape, dst.shape);
+  TIDE_CHECK(a.dtype == dst.dtype && b.dtype == dst.dtype,
+             "matmul: dtypes {} @ {} -> {} must all be the same", a.dtype, b.dtype, dst.dtype);
+  TIDE_CHECK(dst.dtype != DType::Bool, "matmul: unsupported dtype {}", dst.dtype);
+  TIDE_CHECK(epilogue == Epilogue::None || is_floating(dst.dtype),
+             "matmul: epilogue {} needs a float dtype, got {}", op_name(epilogue), dst.dtype);
+  if (bias.data != nullptr) {
+    TIDE_CHECK(bias.dtype == dst.dtype && bias.numel() == dst.shape[r - 1] &&
+                   (bias.rank() <= 1 || bias.is_contiguous()),
+               "matmul: bias must be a contiguous {} vector of {} elements, got {} {}", dst.dtype,
+               dst.shape[r - 1], bias.dtype, bias.shape);
+  }
+}
+
 // --- normalisation (softmax, layer_norm) -------------------------------------
 
 // Rows and row length of a contiguous tensor normalised over its last dim.

@@ -29,6 +29,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "backends/checks.h"
 #include "backends/cuda/check.h"
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/plan.h"
@@ -148,27 +149,7 @@ void MatmulCacheDeleter::operator()(MatmulCache* cache) const {
 
 namespace {
 
-void check_matmul_args(const ArrayView& dst, const ArrayView& a, const ArrayView& b,
-                       const ArrayView& bias, Epilogue epilogue) {
-  const int r = dst.rank();
-  bool ok = r >= 2 && a.rank() == r && b.rank() == r;
-  for (int d = 0; ok && d < r - 2; ++d)
-    ok = a.shape[d] == dst.shape[d] && b.shape[d] == dst.shape[d];
-  ok = ok && a.shape[r - 2] == dst.shape[r - 2] && b.shape[r - 1] == dst.shape[r - 1] &&
-       a.shape[r - 1] == b.shape[r - 2];
-  TIDE_CHECK(ok, "matmul: shapes {} @ {} -> {} do not match", a.shape, b.shape, dst.shape);
-  TIDE_CHECK(a.dtype == dst.dtype && b.dtype == dst.dtype,
-             "matmul: dtypes {} @ {} -> {} must all be the same", a.dtype, b.dtype, dst.dtype);
-  TIDE_CHECK(dst.dtype != DType::Bool, "matmul: unsupported dtype {}", dst.dtype);
-  TIDE_CHECK(epilogue == Epilogue::None || is_floating(dst.dtype),
-             "matmul: epilogue {} needs a float dtype, got {}", op_name(epilogue), dst.dtype);
-  if (bias.data != nullptr) {
-    TIDE_CHECK(bias.dtype == dst.dtype && bias.numel() == dst.shape[r - 1] &&
-                   (bias.rank() <= 1 || bias.is_contiguous()),
-               "matmul: bias must be a contiguous {} vector of {} elements, got {} {}", dst.dtype,
-               dst.shape[r - 1], bias.dtype, bias.shape);
-  }
-}
+using checks::check_matmul_args;
 
 // How a row-major [rows, cols] matrix with strides (rs, cs) looks to a
 // column-major library: either the [cols, rows] matrix with ld = rs (op N,
