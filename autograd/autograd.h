@@ -20,7 +20,10 @@ struct GradOptions {
 };
 
 // Accumulates d(output)/d(leaf) into every leaf's .grad(). `grad_output` may be
-// omitted only for a one-element output (it is then 1).
+// omitted only for a one-element output (it is then 1). With create_graph, a
+// leaf's .grad() holds a graph leading back to the leaf, a reference cycle (as
+// in PyTorch) that is freed only by clearing it: set_grad(Tensor()). grad()
+// makes no such cycle.
 void backward(const Tensor& output, const Tensor& grad_output = {}, bool retain_graph = false,
               bool create_graph = false);
 void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs,

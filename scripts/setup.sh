@@ -19,6 +19,7 @@ PACKAGES=(
   nlohmann-json3-dev        # JSON (configs, metadata)
   libpng-dev                # image output
   libbenchmark-dev          # Google Benchmark (bench/)
+  clang libclang-rt-14-dev  # libFuzzer and ThreadSanitizer (scripts/fuzz.sh, scripts/test_tsan.sh)
 )
 # Only with --bench: the reference implementations the benchmarks compare against.
 BENCH_PACKAGES=(

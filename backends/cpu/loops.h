@@ -108,8 +108,10 @@ LoopPlan<N> make_loop_plan(const std::array<const ArrayView*, N>& views) {
 template <int N, typename RowFn>
 void for_each_row(const LoopPlan<N>& plan, int64_t begin, int64_t end, RowFn&& row) {
   int64_t offsets[N] = {};
+  // Nothing to do, and a zero-size dim must not reach the divisions below.
+  if (begin >= end) return;
   if (plan.rank == 0) {
-    if (begin < end) row(offsets, int64_t{1});
+    row(offsets, int64_t{1});
     return;
   }
   const int last = plan.rank - 1;
