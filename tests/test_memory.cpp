@@ -7,6 +7,18 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+// Set when this file is built with AddressSanitizer (GCC or clang).
+#if defined(__SANITIZE_ADDRESS__)
+#define TIDE_TEST_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TIDE_TEST_UNDER_ASAN 1
+#endif
+#endif
+#ifndef TIDE_TEST_UNDER_ASAN
+#define TIDE_TEST_UNDER_ASAN 0
+#endif
+
 #include <cstdint>
 #include <fstream>
 #include <vector>
@@ -79,7 +91,13 @@ TEST_CASE("memory: 10,000 CFM training steps keep bytes in use and resident memo
   // even one small tensor per step (10,000 x >= 64 bytes) would exceed this.
   const int64_t growth = samples.back().resident - first.resident;
   INFO("resident memory " << first.resident << " -> " << samples.back().resident << " bytes");
+#if TIDE_TEST_UNDER_ASAN
+  // AddressSanitizer keeps freed memory in quarantine (hundreds of MB), so
+  // resident memory grows by design; bytes in use above still must not.
+  WARN("resident-memory check skipped under AddressSanitizer (growth " << growth << " bytes)");
+#else
   CHECK(growth <= 256 * 1024);
+#endif
 }
 
 TEST_CASE("out of memory: a tensor too large for the machine is a tide::Error naming its size",
