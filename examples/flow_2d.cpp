@@ -67,8 +67,7 @@ int main(int argc, char** argv) {
       .density(
           [&](const Tensor& grid) {
             Tensor points = to(grid, DType::Float32);
-            return log_likelihood(model, points, {.solver = Solver::RK4, .steps = 20})
-                .log_p;
+            return log_likelihood(model, points, {.solver = Solver::RK4, .steps = 20}).log_p;
           },
           100)
       .save("flow_2d_density.png");
