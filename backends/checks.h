@@ -101,6 +101,44 @@ inline void check_row_vector(const char* op, const char* what, const ArrayView& 
              v.dtype, v.shape);
 }
 
+// layer_norm(): contiguous dst like x; mean and rstd one per row; optional
+// weight and bias one per column. Returns x's rows.
+inline Rows check_layer_norm(const ArrayView& dst, const ArrayView& mean, const ArrayView& rstd,
+                             const ArrayView& x, const ArrayView& weight, const ArrayView& bias) {
+  const char* op = "layer_norm";
+  check_float(op, x.dtype);
+  check_contiguous(op, "x", x, x, x.dtype);
+  check_contiguous(op, "dst", dst, x, x.dtype);
+  const Rows rows = rows_of(x);
+  // Zero rows: mean and rstd are empty, so their data may be null.
+  TIDE_CHECK(rows.count == 0 || (mean.data != nullptr && rstd.data != nullptr),
+             "layer_norm: mean and rstd are required");
+  check_row_vector(op, "mean", mean, rows.count, x.dtype);
+  check_row_vector(op, "rstd", rstd, rows.count, x.dtype);
+  check_row_vector(op, "weight", weight, rows.length, x.dtype);
+  check_row_vector(op, "bias", bias, rows.length, x.dtype);
+  return rows;
+}
+
+// layer_norm_backward(): the forward's checks for the gradients.
+inline Rows check_layer_norm_backward(const ArrayView& grad_x, const ArrayView& grad_weight,
+                                      const ArrayView& grad_bias, const ArrayView& grad_dst,
+                                      const ArrayView& x, const ArrayView& mean,
+                                      const ArrayView& rstd, const ArrayView& weight) {
+  const char* op = "layer_norm_backward";
+  check_float(op, x.dtype);
+  check_contiguous(op, "x", x, x, x.dtype);
+  check_contiguous(op, "grad_dst", grad_dst, x, x.dtype);
+  check_contiguous(op, "grad_x", grad_x, x, x.dtype);
+  const Rows rows = rows_of(x);
+  check_row_vector(op, "mean", mean, rows.count, x.dtype);
+  check_row_vector(op, "rstd", rstd, rows.count, x.dtype);
+  check_row_vector(op, "weight", weight, rows.length, x.dtype);
+  check_row_vector(op, "grad_weight", grad_weight, rows.length, x.dtype);
+  check_row_vector(op, "grad_bias", grad_bias, rows.length, x.dtype);
+  return rows;
+}
+
 // --- indexing -------------------------------------------------------------------
 
 inline void check_index_dtype(const char* op, const ArrayView& index) {

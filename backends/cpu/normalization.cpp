@@ -258,18 +258,7 @@ void layer_norm_backward_rows(T* gx, T* gw, T* gb, const T* g, const T* x, const
 void CpuBackend::layer_norm(const ArrayView& dst, const ArrayView& mean, const ArrayView& rstd,
                             const ArrayView& x, const ArrayView& weight, const ArrayView& bias,
                             double eps) {
-  const char* op = "layer_norm";
-  check_float(op, x.dtype);
-  check_contiguous(op, "x", x, x, x.dtype);
-  check_contiguous(op, "dst", dst, x, x.dtype);
-  const Rows rows = rows_of(x);
-  // Zero rows: mean and rstd are empty, so their data may be null.
-  TIDE_CHECK(rows.count == 0 || (mean.data != nullptr && rstd.data != nullptr),
-             "layer_norm: mean and rstd are required");
-  check_row_vector(op, "mean", mean, rows.count, x.dtype);
-  check_row_vector(op, "rstd", rstd, rows.count, x.dtype);
-  check_row_vector(op, "weight", weight, rows.length, x.dtype);
-  check_row_vector(op, "bias", bias, rows.length, x.dtype);
+  const Rows rows = checks::check_layer_norm(dst, mean, rstd, x, weight, bias);
   if (x.numel() == 0) return;
   // oneDNN where it is faster: float32 with a weight, from 64K elements
   // (numbers in onednn.h; the backward stays here, oneDNN is slower).
@@ -290,17 +279,8 @@ void CpuBackend::layer_norm_backward(const ArrayView& grad_x, const ArrayView& g
                                      const ArrayView& grad_bias, const ArrayView& grad_dst,
                                      const ArrayView& x, const ArrayView& mean,
                                      const ArrayView& rstd, const ArrayView& weight) {
-  const char* op = "layer_norm_backward";
-  check_float(op, x.dtype);
-  check_contiguous(op, "x", x, x, x.dtype);
-  check_contiguous(op, "grad_dst", grad_dst, x, x.dtype);
-  check_contiguous(op, "grad_x", grad_x, x, x.dtype);
-  const Rows rows = rows_of(x);
-  check_row_vector(op, "mean", mean, rows.count, x.dtype);
-  check_row_vector(op, "rstd", rstd, rows.count, x.dtype);
-  check_row_vector(op, "weight", weight, rows.length, x.dtype);
-  check_row_vector(op, "grad_weight", grad_weight, rows.length, x.dtype);
-  check_row_vector(op, "grad_bias", grad_bias, rows.length, x.dtype);
+  const Rows rows = checks::check_layer_norm_backward(grad_x, grad_weight, grad_bias, grad_dst, x,
+                                                      mean, rstd, weight);
   if (x.numel() == 0) {  // the parameter gradients are empty sums
     if (grad_weight.data != nullptr) fill(grad_weight, 0.0);
     if (grad_bias.data != nullptr) fill(grad_bias, 0.0);
