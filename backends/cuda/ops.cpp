@@ -266,7 +266,7 @@ void CudaBackend::layer_norm(const ArrayView& dst, const ArrayView& mean, const 
   if (x.numel() == 0) return;
   kern::layer_norm(dst.data, mean.data, rstd.data, x.data, weight.data, bias.data, rows.count,
                    rows.length, eps, elem(x.dtype), stream_);
-  TIDE_CUDA_CHECK_LAUNCH(op);
+  TIDE_CUDA_CHECK_LAUNCH("layer_norm");
 }
 
 void CudaBackend::layer_norm_backward(const ArrayView& grad_x, const ArrayView& grad_weight,
@@ -289,7 +289,7 @@ void CudaBackend::layer_norm_backward(const ArrayView& grad_x, const ArrayView& 
   kern::layer_norm_backward(grad_x.data, grad_weight.data, grad_bias.data, grad_dst.data, x.data,
                             mean.data, rstd.data, weight.data, rows.count, rows.length,
                             elem(x.dtype), static_cast<double*>(scratch.get()), stream_);
-  TIDE_CUDA_CHECK_LAUNCH(op);
+  TIDE_CUDA_CHECK_LAUNCH("layer_norm_backward");
 }
 
 // ---------------------------------------------------------------------------
