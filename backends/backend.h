@@ -245,6 +245,15 @@ class Backend {
   // optional (data == nullptr) and then contiguous of shape [N].
   virtual void matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b,
                       const ArrayView& bias, Epilogue epilogue) = 0;
+  // The weight gradients of a Linear layer y = x @ W^T + b, both from one
+  // grad_out: weight_grad[N, K] = grad_out[M, N]^T @ input[M, K] and, when
+  // its data is non-null, bias_grad[N] = grad_out summed over the M rows (one
+  // cuBLASLt call with the BGRADB epilogue). Float dtypes, all the same;
+  // grad_out and input may be strided, weight_grad and bias_grad are
+  // contiguous. bias_grad is accurate like a matmul with K = M (float32 may
+  // accumulate in float32, unlike reduce()).
+  virtual void linear_weight_grad(const ArrayView& weight_grad, const ArrayView& bias_grad,
+                                  const ArrayView& grad_out, const ArrayView& input) = 0;
 
   // --- normalisation ---
   // Softmax (or log-softmax) along the last dim of a contiguous src.

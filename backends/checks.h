@@ -139,6 +139,28 @@ inline Rows check_layer_norm_backward(const ArrayView& grad_x, const ArrayView& 
   return rows;
 }
 
+// --- linear_weight_grad ----------------------------------------------------------
+
+// linear_weight_grad(): weight_grad[N, K] = grad_out[M, N]^T @ input[M, K] and
+// an optional bias_grad[N]; one float dtype; the outputs contiguous.
+inline void check_linear_weight_grad(const ArrayView& weight_grad, const ArrayView& bias_grad,
+                                     const ArrayView& grad_out, const ArrayView& input) {
+  const char* op = "linear_weight_grad";
+  TIDE_CHECK(grad_out.rank() == 2 && input.rank() == 2 && weight_grad.rank() == 2 &&
+                 grad_out.shape[0] == input.shape[0] && weight_grad.shape[0] == grad_out.shape[1] &&
+                 weight_grad.shape[1] == input.shape[1],
+             "linear_weight_grad: grad_out {} and input {} do not give weight_grad {} "
+             "(expected [M, N], [M, K] and [N, K])",
+             grad_out.shape, input.shape, weight_grad.shape);
+  check_float(op, weight_grad.dtype);
+  TIDE_CHECK(grad_out.dtype == weight_grad.dtype && input.dtype == weight_grad.dtype,
+             "linear_weight_grad: dtypes grad_out {}, input {}, weight_grad {} must all be the "
+             "same",
+             grad_out.dtype, input.dtype, weight_grad.dtype);
+  check_contiguous(op, "weight_grad", weight_grad, weight_grad, weight_grad.dtype);
+  check_row_vector(op, "bias_grad", bias_grad, weight_grad.shape[0], weight_grad.dtype);
+}
+
 // --- indexing -------------------------------------------------------------------
 
 inline void check_index_dtype(const char* op, const ArrayView& index) {

@@ -285,6 +285,29 @@ Tensor matmul_batched(const Tensor& a, const Tensor& b, const Tensor& bias, Epil
   return out;
 }
 
+// The Linear weight gradients through the backend's linear_weight_grad.
+LinearWeightGrads linear_weight_grad(const Tensor& grad_out, const Tensor& input, bool with_bias) {
+  check_defined(grad_out, "linear_weight_grad");
+  check_defined(input, "linear_weight_grad");
+  check_same_device(grad_out, input, "linear_weight_grad");
+  TIDE_CHECK(grad_out.dim() == 2 && input.dim() == 2 && grad_out.size(0) == input.size(0),
+             "linear_weight_grad: expected grad_out [M, N] and input [M, K], got {} and {}",
+             grad_out.describe(), input.describe());
+  TIDE_CHECK(grad_out.dtype() == input.dtype() && is_floating(input.dtype()),
+             "linear_weight_grad: expected floating-point inputs of one dtype, got {} and {}",
+             grad_out.describe(), input.describe());
+  LinearWeightGrads grads;
+  grads.grad_weight = empty_like(input, {grad_out.size(1), input.size(1)}, input.dtype());
+  ArrayView bias_view;
+  if (with_bias) {
+    grads.grad_bias = empty_like(input, {grad_out.size(1)}, input.dtype());
+    bias_view = grads.grad_bias.view();
+  }
+  backend_of(input).linear_weight_grad(grads.grad_weight.view(), bias_view, grad_out.view(),
+                                       input.view());
+  return grads;
+}
+
 // ---------------------------------------------------------------------------
 // Normalisation
 // ---------------------------------------------------------------------------

@@ -74,6 +74,13 @@ Shape keepdim_shape(const Shape& shape, const std::vector<int>& dims);
 // dims (both at least 2-D), plus an optional bias [N] and epilogue.
 Tensor matmul_batched(const Tensor& a, const Tensor& b, const Tensor& bias = {},
                       Epilogue epilogue = Epilogue::None);
+// The weight gradients of a Linear layer from grad_out [M, N] and its input
+// [M, K], in one backend call: {grad_out^T @ input [N, K], the sum of
+// grad_out over rows [N]} (the second undefined unless with_bias).
+struct LinearWeightGrads {
+  Tensor grad_weight, grad_bias;
+};
+LinearWeightGrads linear_weight_grad(const Tensor& grad_out, const Tensor& input, bool with_bias);
 
 // --- normalisation ---
 Tensor softmax(const Tensor& x, int64_t dim, bool log);

@@ -21,6 +21,7 @@
 #include "backends/cpu/threads.h"
 #include "backends/philox.h"
 #include "tensor/creation.h"
+#include "tensor/kernels.h"
 
 using namespace tide;
 
@@ -1230,6 +1231,126 @@ TEST_CASE("oneDNN plans: bounded cache, safe with concurrent callers", "[backend
   t2.join();
   CHECK(ok1);
   CHECK(ok2);
+}
+
+// ---------------------------------------------------------------------------
+// linear_weight_grad
+// ---------------------------------------------------------------------------
+
+namespace {
+
+// grad_out [m, n] and input [m, k], each stored row-major or transposed;
+// checks weight_grad [n, k] and bias_grad [n] against float64 loops.
+template <typename T>
+void check_linear_weight_grad(int64_t m, int64_t n, int64_t k, bool transposed_grad,
+                              bool transposed_input, bool with_bias, double tol) {
+  const MatrixArg<T> g = make_matrix<T>(1, m, n, transposed_grad, false, 11);
+  const MatrixArg<T> x = make_matrix<T>(1, m, k, transposed_input, false, 12);
+  ArrayView gv = g.view, xv = x.view;  // drop the batch dim of make_matrix
+  gv.shape = {m, n};
+  gv.strides = {g.view.strides[1], g.view.strides[2]};
+  xv.shape = {m, k};
+  xv.strides = {x.view.strides[1], x.view.strides[2]};
+  Host<T> dw({n, k}, T(5)), db({n}, T(5));  // 5: stale values must be overwritten
+  backend().linear_weight_grad(dw.view(), with_bias ? db.view() : ArrayView{}, gv, xv);
+  INFO("linear_weight_grad " << dtype_name(dtype_of<T>) << " [" << m << "," << n << "," << k
+                             << "] transposed grad " << transposed_grad << " input "
+                             << transposed_input << " bias " << with_bias);
+  int bad = 0;
+  for (int64_t o = 0; o < n; ++o) {
+    for (int64_t i = 0; i < k && bad < 3; ++i) {
+      double want = 0;
+      for (int64_t r = 0; r < m; ++r) want += g.at(0, r, o) * x.at(0, r, i);
+      const double got = double(dw.values[o * k + i]);
+      if (!close(got, want, tol * std::sqrt(double(m) + 1))) {
+        ++bad;
+        FAIL_CHECK("weight_grad at " << o << "," << i << ": got " << got << ", want " << want);
+      }
+    }
+    double want = 0;
+    for (int64_t r = 0; r < m; ++r) want += g.at(0, r, o);
+    const double got = double(db.values[o]);
+    if (with_bias && !close(got, want, tol * std::sqrt(double(m) + 1)) && bad++ < 3)
+      FAIL_CHECK("bias_grad at " << o << ": got " << got << ", want " << want);
+    if (!with_bias) CHECK(db.values[o] == T(5));  // untouched
+  }
+}
+
+}  // namespace
+
+TEST_CASE("linear_weight_grad matches float64 loops", "[backend][matmul]") {
+  // (batch M, out N, in K): the flow model's first layer [256, 64, 3], odd
+  // sizes, and one above oneDNN's matmul threshold.
+  const int64_t sizes[][3] = {{1, 1, 1}, {7, 5, 3}, {256, 64, 3}, {33, 9, 17}, {300, 65, 257}};
+  for (auto [m, n, k] : sizes)
+    for (int layout = 0; layout < 4; ++layout)
+      for (bool with_bias : {true, false}) {
+        const bool tg = layout & 1, tx = layout & 2;
+        check_linear_weight_grad<float>(m, n, k, tg, tx, with_bias, 1e-6);
+        check_linear_weight_grad<double>(m, n, k, tg, tx, with_bias, 1e-14);
+      }
+  SECTION("M = 0 gives zeros, K = 0 still sums the bias gradient") {
+    check_linear_weight_grad<float>(0, 4, 3, false, false, true, 0);
+    check_linear_weight_grad<double>(5, 4, 0, false, false, true, 1e-14);
+  }
+  SECTION("float32 results do not depend on the thread count") {
+    Host<float> g = random_host<float>({1024, 64}, -1, 1, 1),
+                x = random_host<float>({1024, 64}, -1, 1, 2);
+    Host<float> dw1({64, 64}), db1({64}), dw2({64, 64}), db2({64});
+    with_threads(1,
+                 [&] { backend().linear_weight_grad(dw1.view(), db1.view(), g.view(), x.view()); });
+    with_threads(2,
+                 [&] { backend().linear_weight_grad(dw2.view(), db2.view(), g.view(), x.view()); });
+    CHECK(dw1.values == dw2.values);
+    CHECK(db1.values == db2.values);
+  }
+  SECTION("oneDNN's inner product (measured, not routed) agrees with the loops") {
+    const int64_t m = 256, n = 64, k = 32;
+    Host<float> g = random_host<float>({m, n}, -1, 1, 3), x = random_host<float>({m, k}, -1, 1, 4);
+    Host<float> dw({n, k}), db({n});
+    REQUIRE(cpu::onednn::try_linear_weight_grad(dw.view(), db.view(), g.view(), x.view()));
+    for (int64_t o = 0; o < n; ++o) {
+      double want_b = 0;
+      for (int64_t r = 0; r < m; ++r) want_b += g.at({r, o});
+      CHECK(close(db.values[o], want_b, 1e-6 * std::sqrt(double(m))));
+      for (int64_t i = 0; i < k; i += 7) {
+        double want = 0;
+        for (int64_t r = 0; r < m; ++r) want += g.at({r, o}) * x.at({r, i});
+        CHECK(close(dw.at({o, i}), want, 1e-6 * std::sqrt(double(m))));
+      }
+    }
+    Host<float> gt = g;  // a transposed grad_out is left to the caller
+    gt.shape = {m, n};
+    gt.strides = {1, m};
+    CHECK_FALSE(cpu::onednn::try_linear_weight_grad(dw.view(), db.view(), gt.view(), x.view()));
+  }
+  SECTION("shape, dtype and layout errors") {
+    Host<float> g({4, 3}), x({4, 2}), dw({3, 2}), db({3});
+    Host<float> x_short({5, 2}), dw_wrong({2, 3});
+    CHECK_THROWS_WITH(backend().linear_weight_grad(dw.view(), db.view(), g.view(), x_short.view()),
+                      Catch::Contains("linear_weight_grad") && Catch::Contains("[5, 2]"));
+    CHECK_THROWS_WITH(backend().linear_weight_grad(dw_wrong.view(), db.view(), g.view(), x.view()),
+                      Catch::Contains("weight_grad [2, 3]"));
+    Host<double> xd({4, 2});
+    CHECK_THROWS_WITH(backend().linear_weight_grad(dw.view(), db.view(), g.view(), xd.view()),
+                      Catch::Contains("linear_weight_grad") && Catch::Contains("float64"));
+    Host<float> db_long({4});
+    CHECK_THROWS_WITH(backend().linear_weight_grad(dw.view(), db_long.view(), g.view(), x.view()),
+                      Catch::Contains("bias_grad") && Catch::Contains("3 elements"));
+    ArrayView dw_t = dw.view();  // a transposed output
+    dw_t.strides = {1, 3};
+    CHECK_THROWS_WITH(backend().linear_weight_grad(dw_t, db.view(), g.view(), x.view()),
+                      Catch::Contains("weight_grad must be a contiguous"));
+    // The tensor-level entry point checks before allocating.
+    CHECK_THROWS_WITH(kernels::linear_weight_grad(zeros({4, 3}), zeros({5, 2}), true),
+                      Catch::Contains("linear_weight_grad") && Catch::Contains("[5, 2]"));
+    CHECK_THROWS_WITH(
+        kernels::linear_weight_grad(zeros({4, 3}), zeros({4, 2}, {.dtype = DType::Float64}), true),
+        Catch::Contains("linear_weight_grad") && Catch::Contains("float64"));
+    Host<int64_t> gi({4, 3}), xi({4, 2}), dwi({3, 2});
+    CHECK_THROWS_WITH(backend().linear_weight_grad(dwi.view(), ArrayView{}, gi.view(), xi.view()),
+                      Catch::Contains("linear_weight_grad: unsupported dtype int64"));
+  }
 }
 
 // ---------------------------------------------------------------------------

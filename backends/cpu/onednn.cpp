@@ -171,7 +171,8 @@ enum class Kind : int64_t {
   Binary,
   EltwiseBackward,
   LayerNorm,
-  LayerNormBackward
+  LayerNormBackward,
+  LinearWeightGrad
 };
 
 // ---------------------------------------------------------------------------
@@ -696,6 +697,58 @@ bool try_layer_norm_backward(const ArrayView& grad_x, const ArrayView& grad_dst,
               {DNNL_ARG_SCALE, weight.data},
               {DNNL_ARG_DIFF_SRC, grad_x.data},
               {DNNL_ARG_DIFF_SCALE, has_weight ? scratch_grad_weight.data() : nullptr}});
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Linear weight gradients (inner product backward weights)
+// ---------------------------------------------------------------------------
+
+bool try_linear_weight_grad(const ArrayView& weight_grad, const ArrayView& bias_grad,
+                            const ArrayView& grad_out, const ArrayView& input) {
+  if (!enabled() || !grad_out.is_contiguous() || !input.is_contiguous()) return false;
+  const int64_t m = input.shape[0], k = input.shape[1], n = grad_out.shape[1];
+  if (m == 0 || k == 0 || n == 0) return false;
+  const bool has_bias = bias_grad.data != nullptr;
+  Key key;
+  key.add(int64_t(Kind::LinearWeightGrad)).add(m).add(k).add(n).add(int64_t(has_bias));
+  const PlanPtr plan = plan_cache().get(key, [&] {
+    // src [M, K], weights [N, K] (Linear's own layout), dst [M, N], all plain.
+    const memory::desc src_md({m, k}, memory::data_type::f32, memory::format_tag::ab);
+    const memory::desc weights_md({n, k}, memory::data_type::f32, memory::format_tag::ab);
+    const memory::desc bias_md({n}, memory::data_type::f32, memory::format_tag::a);
+    const memory::desc dst_md({m, n}, memory::data_type::f32, memory::format_tag::ab);
+    // The backward primitive needs a forward descriptor as its hint.
+    const dnnl::inner_product_forward::primitive_desc hint(
+        dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_training, src_md, weights_md,
+                                          bias_md, dst_md),
+        cpu_engine());
+    if (has_bias) {
+      const dnnl::inner_product_backward_weights::primitive_desc pd(
+          dnnl::inner_product_backward_weights::desc(src_md, weights_md, bias_md, dst_md),
+          cpu_engine(), hint);
+      return make_plan(pd, {{DNNL_ARG_SRC, src_md},
+                            {DNNL_ARG_DIFF_DST, dst_md},
+                            {DNNL_ARG_DIFF_WEIGHTS, weights_md},
+                            {DNNL_ARG_DIFF_BIAS, bias_md}});
+    }
+    const dnnl::inner_product_backward_weights::primitive_desc pd(
+        dnnl::inner_product_backward_weights::desc(src_md, weights_md, dst_md), cpu_engine(), hint);
+    return make_plan(
+        pd,
+        {{DNNL_ARG_SRC, src_md}, {DNNL_ARG_DIFF_DST, dst_md}, {DNNL_ARG_DIFF_WEIGHTS, weights_md}});
+  });
+  if (!plan) return false;
+  if (has_bias) {
+    run(*plan, {{DNNL_ARG_SRC, input.data},
+                {DNNL_ARG_DIFF_DST, grad_out.data},
+                {DNNL_ARG_DIFF_WEIGHTS, weight_grad.data},
+                {DNNL_ARG_DIFF_BIAS, bias_grad.data}});
+  } else {
+    run(*plan, {{DNNL_ARG_SRC, input.data},
+                {DNNL_ARG_DIFF_DST, grad_out.data},
+                {DNNL_ARG_DIFF_WEIGHTS, weight_grad.data}});
+  }
   return true;
 }
 

@@ -1,4 +1,4 @@
-// Error checks for CUDA runtime and cuBLASLt calls (host code only). A failing
+// Error checks for CUDA runtime, cuBLASLt and cuDNN calls (host code only). A failing
 // call throws tide::Error naming the call, the status and its description:
 //   TIDE_CUDA_CHECK(cudaMalloc(&p, n));
 //   -> "CUDA call cudaMalloc(&p, n) failed: cudaErrorMemoryAllocation (out of memory)"
@@ -6,6 +6,9 @@
 
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
+#ifdef TIDE_HAVE_CUDNN  // built with TIDE_WITH_CUDNN
+#include <cudnn.h>
+#endif
 
 #include "backends/types.h"
 
@@ -19,6 +22,13 @@ namespace tide::cuda {
   fail("cuBLASLt call {} failed: {} ({})", call, cublasLtGetStatusName(status),
        cublasLtGetStatusString(status));
 }
+
+#ifdef TIDE_HAVE_CUDNN
+[[noreturn]] inline void fail_cudnn(cudnnStatus_t status, const char* call) {
+  fail("cuDNN call {} failed: {} ({})", call, static_cast<int>(status),
+       cudnnGetErrorString(status));
+}
+#endif
 
 }  // namespace tide::cuda
 
@@ -45,3 +55,12 @@ namespace tide::cuda {
       ::tide::fail("{}: CUDA kernel launch failed: {} ({})", op_name,                           \
                    cudaGetErrorName(tide_cuda_status_), cudaGetErrorString(tide_cuda_status_)); \
   } while (0)
+
+#ifdef TIDE_HAVE_CUDNN
+#define TIDE_CUDNN_CHECK(call)                                   \
+  do {                                                           \
+    const cudnnStatus_t tide_cudnn_status_ = (call);             \
+    if (tide_cudnn_status_ != CUDNN_STATUS_SUCCESS) [[unlikely]] \
+      ::tide::cuda::fail_cudnn(tide_cudnn_status_, #call);       \
+  } while (0)
+#endif

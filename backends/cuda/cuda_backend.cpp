@@ -119,11 +119,13 @@ CudaBackend::CudaBackend(int device_index)
   TIDE_CUDA_CHECK(cudaMemset(error_slot_, 0, 2 * sizeof(int64_t)));
   TIDE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_error_slot_), 2 * sizeof(int64_t)));
   matmul_cache_.reset(create_matmul_cache());
+  cudnn_ = create_cudnn_softmax(stream_);
 }
 
 CudaBackend::~CudaBackend() {
   // Only backends made by tests get here. No checks: a destructor must not throw.
   cudaStreamSynchronize(stream_);
+  cudnn_.reset();
   matmul_cache_.reset();
   allocator_.reset();
   cudaFreeHost(host_error_slot_);
@@ -225,6 +227,9 @@ class CudaGraph final : public DeviceGraph {
 };
 
 void CudaBackend::begin_capture() {
+  // cuDNN loads its kernels on first use, which a capture cannot record: run
+  // each softmax once first (in the cuBLASLt workspace, idle between calls).
+  warm_cudnn_softmax(cudnn_.get(), workspace_, stream_);
   allocator_->begin_capture();  // throws if a capture is already running
   // Relaxed mode: the allocator may still call cudaMalloc during the capture.
   const cudaError_t status = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed);

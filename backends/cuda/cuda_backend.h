@@ -9,6 +9,7 @@
 //   elementwise.cu     copy, fill, where        unary.cu / binary.cu
 //   reduce.cu          reduce, arg_reduce, cumsum
 //   normalization.cu   softmax, layer_norm      indexing.cu
+//   softmax_cudnn.cpp  softmax through cuDNN (TIDE_WITH_CUDNN), else the kernel
 //   random.cu          Philox, identical to the CPU's numbers
 //   matmul_kernels.cu  bias/activation epilogues, int64 matmul
 //
@@ -26,6 +27,7 @@
 #include <string>
 
 #include "backends/backend.h"
+#include "backends/cuda/softmax_cudnn.h"
 
 struct CUstream_st;
 struct cublasLtContext;
@@ -52,7 +54,8 @@ struct MatmulCacheDeleter {
 
 class CudaBackend final : public Backend {
  public:
-  // Creates the stream, the cuBLASLt handle and its workspace on `device`.
+  // Creates the stream, the cuBLASLt handle and its workspace, and the cuDNN
+  // handle (when built with cuDNN) on `device`.
   explicit CudaBackend(int device_index);
   ~CudaBackend() override;
 
@@ -84,6 +87,8 @@ class CudaBackend final : public Backend {
 
   void matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, const ArrayView& bias,
               Epilogue epilogue) override;
+  void linear_weight_grad(const ArrayView& weight_grad, const ArrayView& bias_grad,
+                          const ArrayView& grad_out, const ArrayView& input) override;
 
   void softmax(const ArrayView& dst, const ArrayView& src, bool log) override;
   void softmax_backward(const ArrayView& grad_src, const ArrayView& grad_dst, const ArrayView& dst,
@@ -138,8 +143,15 @@ class CudaBackend final : public Backend {
   // kernel since the last check met an out-of-range index. During graph
   // capture it does nothing: the slot is read at the next synchronize().
   void check_index_error(const char* op, int dim, int64_t size);
-  void matmul_float(const ArrayView& dst, const ArrayView& a, const ArrayView& b,
-                    const ArrayView& bias, Epilogue epilogue);
+  // The cuBLASLt call behind matmul (operands already in a layout cuBLASLt
+  // reads). With bias_grad set, `bias` is an output instead: the BGRADB
+  // epilogue writes a summed over its K columns (length M, see
+  // linear_weight_grad); then it returns false, having done nothing, where
+  // cuBLASLt has no algorithm. Otherwise it always returns true.
+  bool matmul_float(const ArrayView& dst, const ArrayView& a, const ArrayView& b,
+                    const ArrayView& bias, Epilogue epilogue, bool bias_grad = false);
+  void linear_weight_grad_unfused(const ArrayView& weight_grad, const ArrayView& bias_grad,
+                                  const ArrayView& grad_out, const ArrayView& input);
 
   int device_index_;
   CUstream_st* stream_ = nullptr;
@@ -151,6 +163,7 @@ class CudaBackend final : public Backend {
   bool capturing_ = false;
   std::unique_ptr<CachingAllocator> allocator_;
   std::unique_ptr<MatmulCache, MatmulCacheDeleter> matmul_cache_;
+  CudnnSoftmaxPtr cudnn_;  // null when built without cuDNN
 };
 
 // The backend of cuda:`index`, created on first use (what backend_for returns

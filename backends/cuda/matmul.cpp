@@ -265,8 +265,8 @@ void CudaBackend::matmul(const ArrayView& dst, const ArrayView& a, const ArrayVi
   matmul_float(dst, a, b, bias, epilogue);
 }
 
-void CudaBackend::matmul_float(const ArrayView& dst, const ArrayView& a, const ArrayView& b,
-                               const ArrayView& bias, Epilogue epilogue) {
+bool CudaBackend::matmul_float(const ArrayView& dst, const ArrayView& a, const ArrayView& b,
+                               const ArrayView& bias, Epilogue epilogue, bool bias_grad) {
   const int r = dst.rank();
   const int64_t m = dst.shape[r - 2], n = dst.shape[r - 1], k = a.shape[r - 1];
   const ColMajor a_cm = as_col_major(m, k, a.strides[r - 2], a.strides[r - 1]);
@@ -293,6 +293,7 @@ void CudaBackend::matmul_float(const ArrayView& dst, const ArrayView& a, const A
   // Which epilogue runs inside cuBLASLt.
   const bool has_bias = bias.data != nullptr;
   cublasLtEpilogue_t lt_epilogue = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+  if (bias_grad) lt_epilogue = CUBLASLT_EPILOGUE_BGRADB;  // reduces cuBLASLt's B = Tide's a
   if (epilogue == Epilogue::Relu)
     lt_epilogue = has_bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
 
@@ -392,6 +393,7 @@ void CudaBackend::matmul_float(const ArrayView& dst, const ArrayView& a, const A
     }
   }
 
+  if (!plan.has_algo && bias_grad) return false;  // the caller runs the unfused form
   if (!plan.has_algo) {
     TIDE_CHECK(lt_epilogue != CUBLASLT_EPILOGUE_DEFAULT,
                "matmul: cuBLASLt has no algorithm for {} [{}, {}] @ [{}, {}] (batch {})", dst.dtype,
@@ -405,7 +407,7 @@ void CudaBackend::matmul_float(const ArrayView& dst, const ArrayView& a, const A
     kern::bias_epilogue(loop_of(dst), dst.data, bias.data, n, static_cast<kern::Epilogue>(epilogue),
                         elem(dst.dtype), stream_);
     TIDE_CUDA_CHECK_LAUNCH("matmul");
-    return;
+    return true;
   }
 
   if (has_bias) {
@@ -439,6 +441,52 @@ void CudaBackend::matmul_float(const ArrayView& dst, const ArrayView& a, const A
                         elem(dst.dtype), stream_);
     TIDE_CUDA_CHECK_LAUNCH("matmul");
   }
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// linear_weight_grad
+// ---------------------------------------------------------------------------
+
+// The unfused form: weight_grad = grad_out^T @ input as a matmul over a
+// transposed view, bias_grad as a sum over the rows.
+void CudaBackend::linear_weight_grad_unfused(const ArrayView& weight_grad,
+                                             const ArrayView& bias_grad, const ArrayView& grad_out,
+                                             const ArrayView& input) {
+  ArrayView grad_out_t = grad_out;  // [N, M]
+  grad_out_t.shape = {grad_out.shape[1], grad_out.shape[0]};
+  grad_out_t.strides = {grad_out.strides[1], grad_out.strides[0]};
+  matmul(weight_grad, grad_out_t, input, ArrayView{}, Epilogue::None);
+  if (bias_grad.data == nullptr) return;
+  ArrayView bias_row = bias_grad;  // [1, N]: the rows of grad_out are reduced
+  bias_row.shape = {1, grad_out.shape[1]};
+  bias_row.strides = {grad_out.shape[1], 1};
+  reduce(ReduceOp::Sum, bias_row, grad_out);
+}
+
+// dW[N, K] = dY[M, N]^T @ X[M, K] is matmul's dst = a @ b with a = dY^T (a
+// transposed view) and b = X, so cuBLASLt sees m = K, n = N, k = M, A = X,
+// B = dY^T (op T on dY's rows), D = dW: backends.md section 8's row-major
+// table. BGRADB sums B over k, which is db[N] = sum of dY over the M rows,
+// in the same call. Used for float32 and float64 when both operands are in a
+// layout cuBLASLt reads, the bias gradient is 16-byte aligned and cuBLASLt
+// offers an algorithm; else (and for M = 0) the unfused form.
+void CudaBackend::linear_weight_grad(const ArrayView& weight_grad, const ArrayView& bias_grad,
+                                     const ArrayView& grad_out, const ArrayView& input) {
+  checks::check_linear_weight_grad(weight_grad, bias_grad, grad_out, input);
+  const int64_t m = input.shape[0], k = input.shape[1], n = grad_out.shape[1];
+  if (n == 0) return;               // both outputs are empty
+  ArrayView grad_out_t = grad_out;  // [N, M]
+  grad_out_t.shape = {n, m};
+  grad_out_t.strides = {grad_out.strides[1], grad_out.strides[0]};
+  const bool fusable = bias_grad.data != nullptr && m > 0 && k > 0 &&
+                       as_col_major(n, m, grad_out_t.strides[0], grad_out_t.strides[1]).ok &&
+                       as_col_major(m, k, input.strides[0], input.strides[1]).ok &&
+                       alignment_of(bias_grad.data) >= 16;
+  if (fusable && matmul_float(weight_grad, grad_out_t, input, bias_grad, Epilogue::None,
+                              /*bias_grad=*/true))
+    return;
+  linear_weight_grad_unfused(weight_grad, bias_grad, grad_out, input);
 }
 
 }  // namespace tide::cuda

@@ -241,6 +241,8 @@ void CudaBackend::softmax(const ArrayView& dst, const ArrayView& src, bool log) 
   check_contiguous(op, "dst", dst, src, src.dtype);
   if (src.numel() == 0) return;
   const Rows rows = rows_of(src);
+  // The primitive's layout is rows x length, contiguous: cuDNN's [N, C, 1, 1].
+  if (cudnn_softmax(cudnn_.get(), dst, src, rows.count, rows.length, log)) return;
   kern::softmax(dst.data, src.data, rows.count, rows.length, log, elem(src.dtype), stream_);
   TIDE_CUDA_CHECK_LAUNCH(op);
 }
@@ -254,6 +256,8 @@ void CudaBackend::softmax_backward(const ArrayView& grad_src, const ArrayView& g
   check_contiguous(op, "grad_src", grad_src, dst, dst.dtype);
   if (dst.numel() == 0) return;
   const Rows rows = rows_of(dst);
+  if (cudnn_softmax_backward(cudnn_.get(), grad_src, grad_dst, dst, rows.count, rows.length, log))
+    return;
   kern::softmax_backward(grad_src.data, grad_dst.data, dst.data, rows.count, rows.length, log,
                          elem(dst.dtype), stream_);
   TIDE_CUDA_CHECK_LAUNCH(op);

@@ -1,6 +1,7 @@
 // Conformance of matmul (1-D, 2-D, batched with broadcast batch dims, any
 // operand layout) and linear with bias and every activation epilogue, with
-// gradients.
+// gradients; and linear_weight_grad, the primitive behind linear's weight and
+// bias gradients (cuBLASLt's BGRADB epilogue on CUDA).
 #include <cmath>
 
 #include "conformance.h"
@@ -214,6 +215,104 @@ TEST_CASE("conformance: linear with bias and activation epilogues", "[linalg][li
             }
           }
         }
+      }
+    }
+  }
+}
+
+struct LinearSizes {
+  int64_t m, n, k;  // batch, out, in
+};
+
+// Float64 loops for a Linear layer's weight gradients from grad_out [M, N]
+// and input [M, K]: {dW [N, K] row-major, db [N]}.
+std::pair<std::vector<double>, std::vector<double>> weight_grad_loops(const Tensor& g,
+                                                                      const Tensor& x) {
+  const std::vector<double> gv = host_values(g), xv = host_values(x);
+  const int64_t m = g.size(0), n = g.size(1), k = x.size(1);
+  std::vector<double> dw(n * k, 0.0), db(n, 0.0);
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t o = 0; o < n; ++o) {
+      db[o] += gv[r * n + o];
+      for (int64_t i = 0; i < k; ++i) dw[o * k + i] += gv[r * n + o] * xv[r * k + i];
+    }
+  return {dw, db};
+}
+
+TEST_CASE("conformance: linear_weight_grad (weight and bias gradients in one call)",
+          "[linalg][linear]") {
+  // The flow model's layers (batch 256, width 64, d + 1 = 3 inputs), odd
+  // sizes, M = 0 and K = 0, and > 64k elements.
+  const std::vector<LinearSizes> cases = {{1, 1, 1},  {256, 64, 3}, {256, 64, 64},  {33, 9, 17},
+                                          {0, 9, 17}, {4, 5, 0},    {1024, 64, 64}, {300, 65, 257}};
+  Generator gen(503);
+  for (const LinearSizes& s : cases) {
+    for (Layout layout : {Layout::Contiguous, Layout::Transposed, Layout::Strided}) {
+      const Shape gs{s.m, s.n}, xs{s.m, s.k};
+      if (!layout_applies(layout, gs) || !run_layout(gs, layout) || !run_layout(xs, layout))
+        continue;
+      const Tensor g = random_values(gs, {-1, 1}, gen, layout);
+      const Tensor x = random_values(xs, {}, gen, layout);
+      // Higham's bound for sums of M products (or M terms for the bias).
+      const Tensor dw_scale = matmul(transpose(abs(g), 0, 1), abs(x));
+      const Tensor db_scale = sum(abs(g), {0});
+      const std::vector<Input> inputs = {{g, layout, true, false}, {x, layout, true, false}};
+      for (DType dtype : float_dtypes()) {
+        for (bool bias_part : {false, true}) {
+          const Tensor reference = run_case(
+              [&](const std::vector<Tensor>& t) {
+                const auto grads = kernels::linear_weight_grad(t[0], t[1], /*with_bias=*/true);
+                return bias_part ? grads.grad_bias : grads.grad_weight;
+              },
+              inputs, dtype,
+              {.op = "linear_weight_grad",
+               .detail = bias_part ? "bias_grad" : "weight_grad",
+               .tol = kExact,
+               .result_dtype = dtype,
+               .scale = bias_part ? db_scale : dw_scale,
+               .scale_factor = matmul_factor(s.m, dtype)});
+          if (on_cpu() && dtype == DType::Float64 && reference.defined()) {
+            const auto [dw, db] = weight_grad_loops(g, x);
+            check_against_loop(fmt::format("linear_weight_grad [{}, {}, {}]", s.m, s.n, s.k),
+                               reference, bias_part ? db : dw, {1e-13, 1e-12, true});
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("conformance: linear's first-order weight gradients equal the create_graph composite",
+          "[linalg][linear]") {
+  // First order, linear's backward takes linear_weight_grad; with
+  // create_graph it takes the differentiable matmul and sum. Both must give
+  // the loops' dW = gz^T x, db = sum(gz) (epilogue None: gz is the cotangent).
+  Generator gen(504);
+  for (const LinearSizes& s : std::vector<LinearSizes>{{256, 64, 3}, {33, 9, 17}, {300, 65, 257}}) {
+    const Tensor x = random_values({s.m, s.k}, {}, gen);
+    const Tensor w = random_values({s.n, s.k}, {-0.5, 0.5}, gen);
+    const Tensor b = random_values({s.n}, {-0.5, 0.5}, gen);
+    const Tensor c = random_values({s.m, s.n}, {-1, 1}, gen);
+    const auto [dw_loop, db_loop] = weight_grad_loops(c, x);
+    const Tensor dw_ref = from_vector(dw_loop, {s.n, s.k});
+    const Tensor db_ref = from_vector(db_loop, {s.n});
+    const Tensor dw_scale = matmul(transpose(abs(c), 0, 1), abs(x));
+    const Tensor db_scale = sum(abs(c), {0});
+    for (DType dtype : float_dtypes()) {
+      const Tensor xd = on_device(x, dtype, Layout::Contiguous, true);
+      const Tensor wd = on_device(w, dtype, Layout::Contiguous, true);
+      const Tensor bd = on_device(b, dtype, Layout::Contiguous, true);
+      const Tensor cd = on_device(c, dtype, Layout::Contiguous);
+      for (bool create_graph : {false, true}) {
+        const Tensor y = linear(xd, wd, bd);
+        const std::vector<Tensor> grads = grad({y}, {wd, bd}, {cd}, {.create_graph = create_graph});
+        const std::string what = describe_case(
+            "linear backward", dtype, {{s.m, s.k}, {s.n, s.k}},
+            create_graph ? "create_graph (composite)" : "first order (linear_weight_grad)");
+        check_close(what + ": weight gradient", grads[0], dw_ref, dtype, kExact, dw_scale,
+                    matmul_factor(s.m, dtype));
+        check_close(what + ": bias gradient", grads[1], db_ref, dtype, kExact, db_scale,
+                    matmul_factor(s.m, dtype));
       }
     }
   }
