@@ -91,6 +91,9 @@ Tensor gelu_grad(const Tensor& grad, const Tensor& x, GeluApproximation approxim
 Tensor elu_grad(const Tensor& grad, const Tensor& x, double alpha);
 Tensor selu_grad(const Tensor& grad, const Tensor& x);
 Tensor softplus_grad(const Tensor& grad, const Tensor& x, double beta, double threshold);
+// grad * f'(z) for a matmul epilogue f, from its output y = f(z) (linear's
+// backward; forward-mode passes). grad may have extra leading dims over y.
+Tensor epilogue_grad(Epilogue activation, const Tensor& grad, const Tensor& y);
 
 // ===========================================================================
 // ops_shape.cpp: views, copies, joins and indexing

@@ -39,6 +39,35 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+Tensor epilogue_grad(Epilogue activation, const Tensor& grad, const Tensor& y) {
+  // One fused kernel when nobody differentiates this again; else the same
+  // derivative from differentiable ops (so linear's double backward works).
+  const bool fused = !needs_grad(grad, y);
+  switch (activation) {
+    case Epilogue::None:
+      return grad;
+    case Epilogue::Relu:  // y > 0 exactly where the input is > 0
+      return fused ? kernels::binary(BinaryOp::ReluGrad, grad, y)
+                   : mul(grad, to(gt(y, 0.0), grad.dtype()));
+    case Epilogue::Tanh:
+      return fused ? kernels::binary(BinaryOp::TanhGradFromOutput, grad, y)
+                   : mul(grad, sub(1.0, square(y)));
+    case Epilogue::Sigmoid:
+      return fused ? kernels::binary(BinaryOp::SigmoidGradFromOutput, grad, y)
+                   : mul(grad, mul(y, sub(1.0, y)));
+    case Epilogue::Selu: {
+      // selu' from the output: scale for y > 0, else y + scale * alpha
+      constexpr double kScale = 1.0507009873554804934;
+      constexpr double kScaleAlpha = kScale * 1.6732632423543772848;
+      return fused ? kernels::binary(BinaryOp::SeluGradFromOutput, grad, y)
+                   : mul(grad, where(gt(y, 0.0),
+                                     scalar(kScale, {.dtype = y.dtype(), .device = y.device()}),
+                                     add(y, kScaleAlpha)));
+    }
+  }
+  fail("epilogue_grad: unknown epilogue {}", static_cast<int>(activation));
+}
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Epilogue activation) {
   TIDE_CHECK(weight.defined() && weight.dim() == 2,
              "linear: weight must be a matrix [out, in], got {}", weight.describe());
@@ -59,37 +88,14 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Epilogu
         "linear", {x2, weight, bias}, out,
         [x2, weight, bias, activation](const Tensor& g, const Tensor& y) -> Grads {
           // First undo the activation using its output y, then the affine map.
-          // One fused kernel when nobody differentiates this backward again;
-          // else the same derivative from differentiable ops.
-          const bool fused = !needs_grad(g, y);
-          Tensor gz = g;
-          switch (activation) {
-            case Epilogue::None:
-              break;
-            case Epilogue::Relu:  // y > 0 exactly where x > 0
-              gz = fused ? kernels::binary(BinaryOp::ReluGrad, g, y)
-                         : mul(g, to(gt(y, 0.0), g.dtype()));
-              break;
-            case Epilogue::Tanh:
-              gz = fused ? kernels::binary(BinaryOp::TanhGradFromOutput, g, y)
-                         : mul(g, sub(1.0, square(y)));
-              break;
-            case Epilogue::Sigmoid:
-              gz = fused ? kernels::binary(BinaryOp::SigmoidGradFromOutput, g, y)
-                         : mul(g, mul(y, sub(1.0, y)));
-              break;
-            case Epilogue::Selu: {
-              // selu' from the output: scale for y > 0, else y + scale * alpha
-              constexpr double kScaleAlpha = 1.0507009873554804934 * 1.6732632423543772848;
-              gz = fused ? kernels::binary(BinaryOp::SeluGradFromOutput, g, y)
-                         : mul(g, where(gt(y, 0.0),
-                                        scalar(1.0507009873554804934,
-                                               {.dtype = y.dtype(), .device = y.device()}),
-                                        add(y, kScaleAlpha)));
-              break;
-            }
-          }
+          Tensor gz = epilogue_grad(activation, g, y);
           Tensor gx = needs_input_grad(0) ? matmul(gz, weight) : Tensor();
+          // dW and db from one backend call (cuBLASLt's BGRADB epilogue) when
+          // both are wanted and nobody differentiates them again.
+          if (needs_input_grad(1) && needs_input_grad(2) && !needs_grad(gz, x2)) {
+            auto [gw, gb] = kernels::linear_weight_grad(gz, x2, /*with_bias=*/true);
+            return {gx, gw, gb};
+          }
           Tensor gw = needs_input_grad(1) ? matmul(transpose(gz, 0, 1), x2) : Tensor();
           Tensor gb = needs_input_grad(2) ? sum(gz, {0}) : Tensor();
           return {gx, gw, gb};

@@ -80,22 +80,6 @@ Tensor VelocityMLP::forward(const Tensor& x, const Tensor& t) {
   return net_->forward(input);
 }
 
-namespace {
-
-// f'(z) of an elementwise activation module, with f(z): one reverse pass of
-// the activation alone (cotangent 1), so every activation works without a
-// hand-written derivative.
-std::pair<Tensor, Tensor> activation_and_slope(nn::Module& activation, const Tensor& z) {
-  GradModeGuard grad_on(true);
-  Tensor leaf = detach(z);
-  leaf.set_requires_grad(true);
-  Tensor y = activation.forward(leaf);
-  Tensor slope = grad({y}, {leaf}, {ones_like(y)})[0];
-  return {detach(y), slope};
-}
-
-}  // namespace
-
 VelocityDivergence VelocityMLP::velocity_and_divergence(const Tensor& x, const Tensor& t,
                                                         DType accumulate) {
   TIDE_CHECK(is_floating(accumulate),
@@ -133,17 +117,34 @@ VelocityDivergence VelocityMLP::velocity_and_divergence(const Tensor& x, const T
           Tensor diagonal = matmul(tangent, unsqueeze(w, 2));  // [d, B, 1]
           divergence = sum(tide::to(diagonal, accumulate), {0, 2});
         }
-      } else if (!tangent.defined()) {
+        h = linear->forward(h);
+        continue;
+      }
+      if (!tangent.defined()) {
         // d(W [x, t] + b)/dx_i is column i of W, the same for every row.
-        tangent = expand(unsqueeze(transpose(slice(w, 1, 0, d), 0, 1), 1), {d, batch, out});
+        // Copied to [d, 1, out] first, so that the kernels below read it
+        // along unit strides (a transposed view would make them scalar).
+        Tensor columns = contiguous(transpose(slice(w, 1, 0, d), 0, 1));
+        tangent = expand(unsqueeze(columns, 1), {d, batch, out});
       } else {
         tangent =
             reshape(matmul(reshape(tangent, {d * batch, in}), transpose(w, 0, 1)), {d, batch, out});
       }
-      h = linear->forward(h);
+      // "Linear, activation" with a matmul epilogue: fuse the activation
+      // into the matmul (as Sequential does) and scale the tangents by f'
+      // computed from its output, in one kernel over the d tangents.
+      auto* next = dynamic_cast<nn::Activation*>((*net_)[i + 1].get());
+      if (next != nullptr && next->epilogue() != Epilogue::None) {
+        h = linear->forward(h, next->epilogue());
+        tangent = epilogue_grad(next->epilogue(), tangent, h);
+        ++i;
+      } else {
+        h = linear->forward(h);
+      }
     } else {
-      auto [y, slope] = activation_and_slope(*m, h);
-      if (tangent.defined()) tangent = mul(tangent, slope);
+      auto& activation = static_cast<nn::Activation&>(*m);
+      Tensor y = activation.forward(h);
+      if (tangent.defined()) tangent = activation.jvp(h, y, tangent);
       h = y;
     }
   }

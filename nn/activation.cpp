@@ -2,7 +2,20 @@
 
 #include <fmt/format.h>
 
+#include "autograd/autograd.h"
+
 namespace tide::nn {
+
+Tensor Activation::jvp(const Tensor& x, const Tensor&, const Tensor& tangent) {
+  // f is elementwise, so its Jacobian is diag(f'(x)): one reverse pass with
+  // cotangent 1 gives f'(x), which then scales every tangent.
+  GradModeGuard grad_on(true);
+  Tensor leaf = detach(x);
+  leaf.set_requires_grad(true);
+  Tensor y = forward(leaf);
+  Tensor slope = grad({y}, {leaf}, {ones_like(y)})[0];
+  return mul(tangent, slope);
+}
 
 std::string GELU::extra_repr() const {
   return approximate_ == GeluApproximation::Tanh ? "approximate='tanh'" : "approximate='none'";

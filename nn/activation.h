@@ -16,11 +16,19 @@ namespace tide::nn {
 class Activation : public Module {
  public:
   virtual Epilogue epilogue() const { return Epilogue::None; }
+  // Forward-mode derivative: tangent * f'(x), given x and y = forward(x).
+  // tangent may have extra leading dims over x (several tangents at once).
+  // The default differentiates forward() by one reverse pass, so any custom
+  // activation works; the built-in ones use their fused derivative kernel.
+  virtual Tensor jvp(const Tensor& x, const Tensor& y, const Tensor& tangent);
 };
 
 class ReLU : public Activation {
  public:
   Tensor forward(const Tensor& x) override { return relu(x); }
+  Tensor jvp(const Tensor& x, const Tensor&, const Tensor& tangent) override {
+    return relu_grad(tangent, x);
+  }
   std::string type_name() const override { return "ReLU"; }
   Epilogue epilogue() const override { return Epilogue::Relu; }
 };
@@ -29,6 +37,9 @@ class ReLU : public Activation {
 class SiLU : public Activation {
  public:
   Tensor forward(const Tensor& x) override { return silu(x); }
+  Tensor jvp(const Tensor& x, const Tensor&, const Tensor& tangent) override {
+    return silu_grad(tangent, x);
+  }
   std::string type_name() const override { return "SiLU"; }
 };
 
@@ -37,6 +48,9 @@ class GELU : public Activation {
   explicit GELU(GeluApproximation approximate = GeluApproximation::None)
       : approximate_(approximate) {}
   Tensor forward(const Tensor& x) override { return gelu(x, approximate_); }
+  Tensor jvp(const Tensor& x, const Tensor&, const Tensor& tangent) override {
+    return gelu_grad(tangent, x, approximate_);
+  }
   std::string type_name() const override { return "GELU"; }
   GeluApproximation approximate() const { return approximate_; }
 
@@ -52,6 +66,9 @@ class GELU : public Activation {
 class SELU : public Activation {
  public:
   Tensor forward(const Tensor& x) override { return selu(x); }
+  Tensor jvp(const Tensor&, const Tensor& y, const Tensor& tangent) override {
+    return epilogue_grad(Epilogue::Selu, tangent, y);
+  }
   std::string type_name() const override { return "SELU"; }
   Epilogue epilogue() const override { return Epilogue::Selu; }
 };
@@ -60,6 +77,9 @@ class ELU : public Activation {
  public:
   explicit ELU(double alpha = 1.0) : alpha_(alpha) {}
   Tensor forward(const Tensor& x) override { return elu(x, alpha_); }
+  Tensor jvp(const Tensor& x, const Tensor&, const Tensor& tangent) override {
+    return elu_grad(tangent, x, alpha_);
+  }
   std::string type_name() const override { return "ELU"; }
   double alpha() const { return alpha_; }
 
@@ -73,6 +93,9 @@ class ELU : public Activation {
 class Tanh : public Activation {
  public:
   Tensor forward(const Tensor& x) override { return tanh(x); }
+  Tensor jvp(const Tensor&, const Tensor& y, const Tensor& tangent) override {
+    return epilogue_grad(Epilogue::Tanh, tangent, y);
+  }
   std::string type_name() const override { return "Tanh"; }
   Epilogue epilogue() const override { return Epilogue::Tanh; }
 };
@@ -80,6 +103,9 @@ class Tanh : public Activation {
 class Sigmoid : public Activation {
  public:
   Tensor forward(const Tensor& x) override { return sigmoid(x); }
+  Tensor jvp(const Tensor&, const Tensor& y, const Tensor& tangent) override {
+    return epilogue_grad(Epilogue::Sigmoid, tangent, y);
+  }
   std::string type_name() const override { return "Sigmoid"; }
   Epilogue epilogue() const override { return Epilogue::Sigmoid; }
 };
@@ -90,6 +116,9 @@ class Softplus : public Activation {
   explicit Softplus(double beta = 1.0, double threshold = 20.0)
       : beta_(beta), threshold_(threshold) {}
   Tensor forward(const Tensor& x) override { return softplus(x, beta_, threshold_); }
+  Tensor jvp(const Tensor& x, const Tensor&, const Tensor& tangent) override {
+    return softplus_grad(tangent, x, beta_, threshold_);
+  }
   std::string type_name() const override { return "Softplus"; }
   double beta() const { return beta_; }
   double threshold() const { return threshold_; }

@@ -43,7 +43,8 @@ std::vector<double> finite_difference_divergence(VelocityMLP& model, const Tenso
 
 TEST_CASE("VelocityMLP forward-mode divergence matches finite differences and reverse mode",
           "[flow][likelihood][mlp]") {
-  for (std::string activation : {"selu", "tanh", "silu", "gelu", "elu", "softplus"}) {
+  for (std::string activation :
+       {"selu", "tanh", "silu", "gelu", "gelu_tanh", "elu", "softplus", "sigmoid", "relu"}) {
     for (int64_t dim : {1, 2, 5}) {
       for (int64_t hidden : {0, 1, 3}) {
         Generator gen(7 + dim + hidden);

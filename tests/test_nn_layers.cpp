@@ -300,6 +300,49 @@ TEST_CASE("Activation modules match their closed forms", "[nn][layers]") {
   CHECK(ReLU().num_parameters() == 0);
 }
 
+namespace {
+
+// An activation without a fused derivative: jvp falls back to the generic
+// reverse pass of Activation.
+class SinActivation : public Activation {
+ public:
+  Tensor forward(const Tensor& x) override { return sin(x); }
+  std::string type_name() const override { return "Sin"; }
+};
+
+}  // namespace
+
+TEST_CASE("Activation::jvp is tangent * f'(x) by central differences, for many tangents",
+          "[nn][layers]") {
+  std::vector<std::shared_ptr<Activation>> activations;
+  for (const char* name :
+       {"relu", "silu", "gelu", "gelu_tanh", "selu", "elu", "tanh", "sigmoid", "softplus"})
+    activations.push_back(make_activation(name));
+  activations.push_back(std::make_shared<SinActivation>());
+  // x away from relu's kink; tangents [3, 4, 5] over x [4, 5] (broadcast).
+  Tensor x = random64({4, 5}, 41, -3, 3, false);
+  x = where(lt(abs(x), 0.01), add(x, 0.05), x);
+  Tensor tangent = random64({3, 4, 5}, 42, -1, 1, false);
+  const std::vector<double> xs = values(x), ts = values(tangent);
+  const double h = 1e-6;
+  for (const auto& activation : activations) {
+    INFO(activation->type_name());
+    NoGradGuard no_grad;
+    Tensor y = activation->forward(x);
+    Tensor jvp = activation->jvp(x, y, tangent);
+    REQUIRE(jvp.shape() == Shape{3, 4, 5});
+    REQUIRE(jvp.dtype() == DType::Float64);
+    std::vector<double> plus = values(activation->forward(add(x, h)));
+    std::vector<double> minus = values(activation->forward(sub(x, h)));
+    std::vector<double> got = values(jvp);
+    for (size_t k = 0; k < got.size(); ++k) {
+      size_t e = k % xs.size();
+      double slope = (plus[e] - minus[e]) / (2 * h);
+      CHECK(got[k] == Approx(ts[k] * slope).margin(1e-8));
+    }
+  }
+}
+
 TEST_CASE("make_activation knows every activation by name", "[nn][layers]") {
   CHECK(make_activation("relu")->type_name() == "ReLU");
   CHECK(make_activation("silu")->type_name() == "SiLU");
