@@ -182,8 +182,8 @@ AugmentedSolution integrate_augmented(const VelocityFn& velocity,
     probes = draw_probes(o.probes, batch, dim, o.probe_kind, gen, x_start.dtype());
   }
 
-  OdeSystemFn system = [&](const OdeState& y, double t) -> OdeState {
-    Tensor time = full({batch}, t, {.dtype = x_start.dtype(), .device = x_start.device()});
+  // (dx/dt, dl/dt) at the per-row times `time` [B].
+  auto evaluate = [&](const OdeState& y, const Tensor& time) -> OdeState {
     VelocityDivergence vd;
     if (hutchinson)
       vd = hutchinson_divergence(velocity, y[0], time, probes, accumulate, o.keep_graph);
@@ -200,9 +200,29 @@ AugmentedSolution integrate_augmented(const VelocityFn& velocity,
                   .rtol = o.rtol,
                   .atol = o.atol,
                   .max_steps = o.max_steps,
-                  .keep_graph = o.keep_graph};
+                  .keep_graph = o.keep_graph,
+                  .cuda_graph = o.cuda_graph};
   AugmentedSolution out;
-  out.solution = solve_system(system, {x_start, l_start}, t_start, t_end, so);
+  if (o.cuda_graph) {
+    // The static step: the time comes from a device tensor (flow/ode.h).
+    TIDE_CHECK(!is_adaptive(o.solver),
+               "{}: cuda_graph needs a fixed-step solver (euler, midpoint, heun or rk4); dopri5 "
+               "chooses its step sizes on the host",
+               op);
+    TIDE_CHECK(!o.keep_graph,
+               "{}: cuda_graph cannot keep the autograd graph (keep_graph = true); set one of "
+               "them to false",
+               op);
+    OdeSystemTensorTimeFn system = [&](const OdeState& y, const Tensor& t) -> OdeState {
+      return evaluate(y, batch_time(t, batch, x_start.dtype()));
+    };
+    out.solution = solve_system_tensor_time(system, {x_start, l_start}, t_start, t_end, so);
+  } else {
+    OdeSystemFn system = [&](const OdeState& y, double t) -> OdeState {
+      return evaluate(y, full({batch}, t, {.dtype = x_start.dtype(), .device = x_start.device()}));
+    };
+    out.solution = solve_system(system, {x_start, l_start}, t_start, t_end, so);
+  }
   out.x = out.solution.y[0];
   out.integral = out.solution.y[1];
   return out;

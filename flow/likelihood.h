@@ -79,6 +79,12 @@ struct LikelihoodOptions {
   // create_graph), so log_p can be differentiated with respect to the field's
   // parameters, e.g. for maximum-likelihood training. Costs memory per step.
   bool keep_graph = false;
+  // Fixed-step solvers only: integrate with the static, capturable step of
+  // SolveOptions::cuda_graph (the time is read from a device tensor; on a
+  // CUDA device one step of the augmented system is captured as a CUDA graph
+  // and replayed `steps` times; on the CPU it runs eagerly). Same results as
+  // without. dopri5 and keep_graph refuse it with tide::Error.
+  bool cuda_graph = false;
 };
 
 struct LikelihoodResult {

@@ -5,6 +5,7 @@
 #include <limits>
 #include <optional>
 
+#include "flow/step_graph.h"
 #include "flow/time_grid.h"
 
 namespace tide::flow {
@@ -397,10 +398,203 @@ SystemSolution solve_dopri5(Evaluator& f, const OdeState& y0, double t0, double 
   return out;
 }
 
+// ---------------------------------------------------------------------------
+// Fixed-step methods with the time on the device (SolveOptions::cuda_graph)
+// ---------------------------------------------------------------------------
+
+int evaluations_per_step(Solver method) {
+  switch (method) {
+    case Solver::Euler:
+      return 1;
+    case Solver::Midpoint:
+    case Solver::Heun:
+      return 2;
+    case Solver::RK4:
+      return 4;
+    case Solver::Dopri5:
+      break;
+  }
+  fail("solve: internal error, {} has no fixed number of evaluations per step",
+       solver_name(method));
+}
+
+// combine() with the step size h a 0-d float64 tensor: each weight h * c is
+// formed in float64 and rounded to the state's dtype, as combine() rounds its
+// host double, so both give the same numbers.
+OdeState combine_on_device(const OdeState& y, const Tensor& h,
+                           const std::vector<const OdeState*>& ks, const double* coeffs) {
+  OdeState out(y.size());
+  for (size_t i = 0; i < y.size(); ++i) {
+    Tensor acc = y[i];
+    for (size_t j = 0; j < ks.size(); ++j) {
+      if (coeffs[j] == 0) continue;
+      const Tensor& k = (*ks[j])[i];
+      acc = add(acc, mul(k, to(mul(h, coeffs[j]), k.dtype())));
+    }
+    out[i] = acc;
+  }
+  return out;
+}
+
+// Evaluator for a system with the time as a tensor: the same clamp into the
+// interval (as a tensor op) and the same checks, which run only while the
+// step is recorded (eagerly or during the capture).
+class TensorTimeEvaluator {
+ public:
+  TensorTimeEvaluator(const OdeSystemTensorTimeFn& system, const OdeState& like, double t0,
+                      double t1)
+      : system_(system), like_(like), lo_(std::min(t0, t1)), hi_(std::max(t0, t1)) {}
+
+  OdeState operator()(const OdeState& y, const Tensor& t) {
+    OdeState dy = system_(y, clamp(t, lo_, hi_));
+    TIDE_CHECK(dy.size() == like_.size(),
+               "solve: the system returned {} tensors for a state of {} tensors", dy.size(),
+               like_.size());
+    for (size_t i = 0; i < dy.size(); ++i) {
+      TIDE_CHECK(
+          dy[i].defined() && dy[i].shape() == like_[i].shape() && dy[i].dtype() == like_[i].dtype(),
+          "solve: the system returned {} for state tensor {} of type {}",
+          dy[i].defined() ? dy[i].describe() : std::string("an undefined tensor"), i,
+          like_[i].describe());
+    }
+    return dy;
+  }
+
+ private:
+  const OdeSystemTensorTimeFn& system_;
+  const OdeState& like_;
+  double lo_, hi_;
+};
+
+// One step of a fixed-step method from (y, t) with step h (t_next = t + h on
+// the grid), every time a 0-d float64 tensor: solve_fixed's arithmetic.
+OdeState fixed_step_on_device(Solver method, TensorTimeEvaluator& f, const OdeState& y,
+                              const Tensor& t, const Tensor& t_next, const Tensor& h) {
+  switch (method) {
+    case Solver::Euler: {
+      OdeState k1 = f(y, t);
+      const double w[] = {1};
+      return combine_on_device(y, h, {&k1}, w);
+    }
+    case Solver::Midpoint: {
+      const Tensor half = add(t, mul(h, 0.5));
+      OdeState k1 = f(y, t);
+      const double a[] = {0.5}, w[] = {1};
+      OdeState k2 = f(combine_on_device(y, h, {&k1}, a), half);
+      return combine_on_device(y, h, {&k2}, w);
+    }
+    case Solver::Heun: {
+      OdeState k1 = f(y, t);
+      const double a[] = {1}, w[] = {0.5, 0.5};
+      OdeState k2 = f(combine_on_device(y, h, {&k1}, a), t_next);
+      return combine_on_device(y, h, {&k1, &k2}, w);
+    }
+    case Solver::RK4: {
+      const Tensor half = add(t, mul(h, 0.5));
+      const double half_step[] = {0.5}, full_step[] = {1};
+      const double w[] = {1.0 / 6, 1.0 / 3, 1.0 / 3, 1.0 / 6};
+      OdeState k1 = f(y, t);
+      OdeState k2 = f(combine_on_device(y, h, {&k1}, half_step), half);
+      OdeState k3 = f(combine_on_device(y, h, {&k2}, half_step), half);
+      OdeState k4 = f(combine_on_device(y, h, {&k3}, full_step), t_next);
+      return combine_on_device(y, h, {&k1, &k2, &k3, &k4}, w);
+    }
+    case Solver::Dopri5:
+      break;
+  }
+  fail("solve: internal error, {} in the fixed-step loop", solver_name(method));
+}
+
 }  // namespace
+
+SystemSolution solve_system_tensor_time(const OdeSystemTensorTimeFn& system, const OdeState& y0,
+                                        double t0, double t1, const SolveOptions& o) {
+  check_options(y0, t0, t1, o);
+  TIDE_CHECK(!is_adaptive(o.method),
+             "solve: dopri5 cannot run as a static step (cuda_graph): it chooses its step sizes "
+             "on the host from error estimates; use euler, midpoint, heun or rk4, or set "
+             "cuda_graph = false");
+  TIDE_CHECK(!o.keep_graph,
+             "solve: cuda_graph cannot keep the autograd graph (keep_graph = true): a replayed "
+             "step records none; set one of them to false");
+  const Device device = y0[0].device();
+  for (size_t i = 1; i < y0.size(); ++i)
+    TIDE_CHECK(y0[i].device() == device,
+               "solve: a static step (cuda_graph) needs every state tensor on one device; "
+               "tensor 0 is on {}, tensor {} on {}",
+               device, i, y0[i].device());
+  NoGradGuard no_grad;
+  SystemSolution out;
+  if (t0 == t1) {
+    out.y = y0;
+    if (o.record_trajectory) {
+      out.times.push_back(t0);
+      out.trajectory.push_back(y0);
+    }
+    return out;
+  }
+
+  // Everything the step reads or writes, allocated once: the state, the
+  // times (refreshed by fills before every step) and the trajectory.
+  OdeState y;
+  for (const Tensor& y0_i : y0) y.push_back(clone(y0_i));
+  const TensorOptions f64{.dtype = DType::Float64, .device = device};
+  Tensor t = empty({}, f64), t_next = empty({}, f64), h = empty({}, f64);
+  std::vector<Tensor> trajectory;
+  if (o.record_trajectory) {
+    for (const Tensor& y0_i : y0) {
+      std::vector<int64_t> dims{o.steps + 1};
+      for (int64_t size : y0_i.shape()) dims.push_back(size);
+      Tensor buffer = empty(Shape(dims), {.dtype = y0_i.dtype(), .device = device});
+      copy_(select(buffer, 0, 0), y0_i);
+      trajectory.push_back(buffer);
+    }
+  }
+
+  TensorTimeEvaluator f(system, y0, t0, t1);
+  auto step = [&] {
+    OdeState next = fixed_step_on_device(o.method, f, y, t, t_next, h);
+    for (size_t i = 0; i < y.size(); ++i) copy_(y[i], next[i]);
+  };
+  StepGraph graph("solve", device, o.cuda_graph);
+  const std::vector<double> grid = uniform_time_grid(t0, t1, o.steps);
+  for (int64_t i = 0; i < o.steps; ++i) {
+    fill_(t, grid[i]);
+    fill_(t_next, grid[i + 1]);
+    fill_(h, grid[i + 1] - grid[i]);
+    if (i == 0)
+      step();  // the warm-up, before any capture
+    else
+      graph.run(step);
+    for (size_t j = 0; j < trajectory.size(); ++j) copy_(select(trajectory[j], 0, i + 1), y[j]);
+  }
+
+  out.y = y;
+  out.steps = o.steps;
+  out.nfe = o.steps * evaluations_per_step(o.method);
+  if (o.record_trajectory) {
+    out.times = grid;
+    for (int64_t k = 0; k <= o.steps; ++k) {
+      OdeState state;
+      for (const Tensor& buffer : trajectory) state.push_back(select(buffer, 0, k));
+      out.trajectory.push_back(std::move(state));
+    }
+  }
+  return out;
+}
+
+Tensor batch_time(const Tensor& t, int64_t batch, DType dtype) {
+  TIDE_CHECK(t.defined() && t.numel() == 1 && batch >= 0,
+             "batch_time: t must hold one time, got {} (batch {})",
+             t.defined() ? t.describe() : std::string("undefined"), batch);
+  return contiguous(expand(reshape(to(t, dtype), {1}), {batch}));
+}
 
 SystemSolution solve_system(const OdeSystemFn& system, const OdeState& y0, double t0, double t1,
                             const SolveOptions& options) {
+  TIDE_CHECK(!options.cuda_graph,
+             "solve_system: cuda_graph needs the time as a tensor; use solve_system_tensor_time "
+             "(an OdeSystemFn takes the time as a double, which a captured step would freeze)");
   check_options(y0, t0, t1, options);
   std::optional<NoGradGuard> no_grad;
   if (!options.keep_graph) no_grad.emplace();
@@ -432,15 +626,31 @@ Solution solve(const VelocityFn& velocity, const Tensor& x0, double t0, double t
              "solve: x0 must be a floating-point [B, d] tensor, got {}",
              x0.defined() ? x0.describe() : std::string("undefined"));
   const int64_t batch = x0.size(0);
-  OdeSystemFn system = [&](const OdeState& y, double t) -> OdeState {
-    Tensor time = full({batch}, t, {.dtype = x0.dtype(), .device = x0.device()});
-    Tensor v = velocity(y[0], time);
+  auto check_velocity = [&](const Tensor& v, const std::string& when) {
     TIDE_CHECK(v.defined() && v.shape() == x0.shape() && v.dtype() == x0.dtype(),
-               "solve: the velocity field returned {} at t = {} for x of type {}",
-               v.defined() ? v.describe() : std::string("an undefined tensor"), t, x0.describe());
-    return {v};
+               "solve: the velocity field returned {} {} for x of type {}",
+               v.defined() ? v.describe() : std::string("an undefined tensor"), when,
+               x0.describe());
   };
-  SystemSolution s = solve_system(system, {x0}, t0, t1, options);
+  SystemSolution s;
+  if (options.cuda_graph) {
+    OdeSystemTensorTimeFn system = [&](const OdeState& y, const Tensor& t) -> OdeState {
+      Tensor v = velocity(y[0], batch_time(t, batch, x0.dtype()));
+      if (!v.defined() || v.shape() != x0.shape() || v.dtype() != x0.dtype())
+        check_velocity(v, "in a static step");
+      return {v};
+    };
+    s = solve_system_tensor_time(system, {x0}, t0, t1, options);
+  } else {
+    OdeSystemFn system = [&](const OdeState& y, double t) -> OdeState {
+      Tensor time = full({batch}, t, {.dtype = x0.dtype(), .device = x0.device()});
+      Tensor v = velocity(y[0], time);
+      if (!v.defined() || v.shape() != x0.shape() || v.dtype() != x0.dtype())
+        check_velocity(v, fmt::format("at t = {}", t));
+      return {v};
+    };
+    s = solve_system(system, {x0}, t0, t1, options);
+  }
   Solution out;
   out.x = s.y[0];
   out.nfe = s.nfe;

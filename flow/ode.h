@@ -78,6 +78,18 @@ struct SolveOptions {
   // built. true: record the graph through every step, so the result can be
   // differentiated with respect to x0 or the field's parameters.
   bool keep_graph = false;
+  // Fixed-step methods only: run each step as a static, capturable step
+  // (flow/step_graph.h). The state lives in tensors allocated once and the
+  // step reads its time t, the next grid time and the step size h from 0-d
+  // float64 tensors on the state's device, refreshed with fills before each
+  // step. On a CUDA device the first step runs eagerly (the warm-up), the
+  // second is captured as a CUDA graph, and every later step replays it; a
+  // recorded trajectory is copied, on the device, into one buffer allocated
+  // up front. On the CPU the same step runs eagerly. Results equal those of
+  // cuda_graph = false. dopri5 (its step sizes are host decisions) and
+  // keep_graph refuse it with tide::Error; solve_system takes it only through
+  // solve_system_tensor_time (a system with a double time cannot be captured).
+  bool cuda_graph = false;
 };
 
 struct SystemSolution {
@@ -106,5 +118,24 @@ Solution solve(const VelocityFn& velocity, const Tensor& x0, double t0, double t
 // The same for a general system; every state tensor must be floating point.
 SystemSolution solve_system(const OdeSystemFn& system, const OdeState& y0, double t0, double t1,
                             const SolveOptions& options = {});
+
+// --- systems with the time on the device (CUDA Graphs) -------------------------
+
+// A system whose time is a 0-d float64 tensor on the state's device, so that
+// a captured step reads it from memory instead of freezing it (what
+// SolveOptions::cuda_graph needs). Returns dy/dt like OdeSystemFn.
+using OdeSystemTensorTimeFn = std::function<OdeState(const OdeState& y, const Tensor& t)>;
+
+// Integrates a fixed-step method with the static, capturable step described
+// at SolveOptions::cuda_graph (captured on a CUDA device when cuda_graph is
+// set; eager otherwise). Every state tensor must be floating point and on one
+// device; same results as solve_system with the same times. Throws for
+// dopri5 and keep_graph.
+SystemSolution solve_system_tensor_time(const OdeSystemTensorTimeFn& system, const OdeState& y0,
+                                        double t0, double t1, const SolveOptions& options = {});
+
+// The time of a 0-d tensor t as the [batch] tensor of `dtype` a VelocityFn
+// takes (the value rounded as full({batch}, t, dtype) rounds it).
+Tensor batch_time(const Tensor& t, int64_t batch, DType dtype);
 
 }  // namespace tide::flow

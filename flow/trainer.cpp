@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "flow/datasets.h"
+#include "flow/step_graph.h"
 #include "nn/atomic_file.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
@@ -190,6 +191,105 @@ Tensor draw_batch(const DataSource& source, const char* what, int64_t batch, int
   return x;
 }
 
+// ---------------------------------------------------------------------------
+// The capturable step (TrainOptions::cuda_graph)
+// ---------------------------------------------------------------------------
+
+// Steps run eagerly before the capture: they create what is made lazily
+// (Adam's moments, the gradients, matmul plans) outside the captured region.
+constexpr int64_t kGraphWarmupSteps = 2;
+
+// The compute half of a training step, on tensors that never move: inputs
+// allocated once, gradients allocated once by the captured backward (PyTorch's
+// recipe: set to none before backward, so the graph's own allocations become
+// the static gradients), Adam and EMA state updated in place with scalars read
+// from the device, and the loss summed on the device.
+class StaticTrainStep {
+ public:
+  StaticTrainStep(VelocityField& model, nn::Adam& optimizer, nn::EMA* ema, double grad_clip,
+                  bool capture)
+      : model_(model),
+        optimizer_(optimizer),
+        ema_(ema),
+        grad_clip_(grad_clip),
+        params_(model.parameters()),
+        graph_("train_cfm", model.device(), capture),
+        loss_sum_(zeros({}, {.dtype = DType::Float64, .device = model.device()})) {
+    optimizer_.set_device_scalars(true);
+    if (ema_) ema_->set_device_scalars(true);
+  }
+
+  // One training step on the matcher's sample (its x_t, t and u_t).
+  void run(const MatcherSample& sample, int64_t step) {
+    set_inputs(sample, step);
+    if (eager_steps_ < kGraphWarmupSteps) {
+      compute(/*with_host_half=*/true);
+      ++eager_steps_;
+      return;
+    }
+    // The host halves run here, outside the graph, before its replay.
+    optimizer_.prepare_step();
+    if (ema_) ema_->prepare_update();
+    graph_.run([this] { compute(/*with_host_half=*/false); });
+  }
+
+  // The losses summed since the last call. Reads the device (waits for it).
+  double take_loss_sum() {
+    const double sum = loss_sum_.item();
+    fill_(loss_sum_, 0.0);
+    return sum;
+  }
+
+ private:
+  void set_inputs(const MatcherSample& sample, int64_t step) {
+    NoGradGuard no_grad;
+    if (!x_t_.defined()) {
+      x_t_ = clone(sample.x_t);
+      t_ = clone(sample.t);
+      u_t_ = clone(sample.u_t);
+      return;
+    }
+    const std::pair<const Tensor*, const Tensor*> pairs[] = {
+        {&x_t_, &sample.x_t}, {&t_, &sample.t}, {&u_t_, &sample.u_t}};
+    for (const auto& [fixed, now] : pairs) {
+      TIDE_CHECK(now->shape() == fixed->shape() && now->device() == fixed->device(),
+                 "train_cfm: cuda_graph needs the same shapes every step, but step {} gave {} "
+                 "where the first step gave {} (set cuda_graph = false for batches that change)",
+                 step + 1, now->describe(), fixed->describe());
+      copy_(*fixed, *now);
+    }
+  }
+
+  // with_host_half: the eager warm-up (the optimizer's and EMA's counters and
+  // scalars advance here); otherwise the capturable part only.
+  void compute(bool with_host_half) {
+    Tensor v = model_.forward(x_t_, t_);
+    Tensor loss = mean(square(v - u_t_));  // element mean, as torchcfm
+    optimizer_.zero_grad();
+    backward(loss);
+    if (grad_clip_ > 0) nn::clip_grad_norm_device_(params_, grad_clip_);
+    if (with_host_half) {
+      optimizer_.step();
+      if (ema_) ema_->update();
+    } else {
+      optimizer_.apply_step();
+      if (ema_) ema_->apply_update();
+    }
+    NoGradGuard no_grad;
+    add_(loss_sum_, detach(loss));
+  }
+
+  VelocityField& model_;
+  nn::Adam& optimizer_;
+  nn::EMA* ema_;
+  double grad_clip_;
+  std::vector<Tensor> params_;
+  StepGraph graph_;
+  Tensor loss_sum_;       // float64 0-d on the model's device
+  Tensor x_t_, t_, u_t_;  // the static inputs
+  int64_t eager_steps_ = 0;
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -247,6 +347,11 @@ TrainResult train_cfm(VelocityField& model, const DataSource& data, const TrainO
   double window_loss = 0;
   int64_t window_steps = 0;
   const std::vector<Tensor> params = model.parameters();
+  // cuda_graph: the split step (captured on a CUDA device, eager on the CPU).
+  std::unique_ptr<StaticTrainStep> static_step;
+  if (options.cuda_graph)
+    static_step = std::make_unique<StaticTrainStep>(model, optimizer, ema.get(), options.grad_clip,
+                                                    device.is_cuda());
 
   while (step < options.steps) {
     // Draws, in a fixed order from the one generator: data, source, matcher.
@@ -256,21 +361,25 @@ TrainResult train_cfm(VelocityField& model, const DataSource& data, const TrainO
                                       : normal({options.batch, dim}, 0.0, x0_std, gen,
                                                {.dtype = dtype, .device = device});
     MatcherSample sample = matcher->sample(x0, x1, gen);
-
-    Tensor v = model.forward(sample.x_t, sample.t);
-    Tensor loss = mean(square(v - sample.u_t));  // element mean, as torchcfm
-
-    optimizer.zero_grad();
-    backward(loss);
-    if (options.grad_clip > 0) nn::clip_grad_norm_(params, options.grad_clip);
     const double step_lr = optimizer.lr();  // before the schedule moves it
-    optimizer.step();
-    if (scheduler) scheduler->step();
-    if (ema) ema->update();
-    ++step;
 
-    // item() is free on the CPU; on an accelerator it would synchronise.
-    window_loss += loss.item();
+    if (static_step) {
+      static_step->run(sample, step);
+      if (scheduler) scheduler->step();
+    } else {
+      Tensor v = model.forward(sample.x_t, sample.t);
+      Tensor loss = mean(square(v - sample.u_t));  // element mean, as torchcfm
+
+      optimizer.zero_grad();
+      backward(loss);
+      if (options.grad_clip > 0) nn::clip_grad_norm_(params, options.grad_clip);
+      optimizer.step();
+      if (scheduler) scheduler->step();
+      if (ema) ema->update();
+      // item() is free on the CPU; on an accelerator it synchronises.
+      window_loss += loss.item();
+    }
+    ++step;
     ++window_steps;
 
     const bool last = step == options.steps;
@@ -279,6 +388,8 @@ TrainResult train_cfm(VelocityField& model, const DataSource& data, const TrainO
       save_training_checkpoint(options.checkpoint_path, state, step);
 
     if (last || (options.log_every > 0 && step % options.log_every == 0)) {
+      // The split step sums its losses on the device; read them only here.
+      if (static_step) window_loss = static_step->take_loss_sum();
       const auto now = Clock::now();
       const double seconds = std::chrono::duration<double>(now - window_start).count();
       TrainProgress progress{.step = step,

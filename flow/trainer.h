@@ -123,6 +123,23 @@ struct TrainOptions {
   // `steps` is the total, so resuming a finished run does nothing.
   bool resume = false;
 
+  // --- CUDA Graphs ---
+  // Run each step as a static, capturable step (flow/step_graph.h): first the
+  // draws (data, source, the matcher's coupling, t and noise, and its x_t and
+  // u_t, which some paths compute on the host), copied into input tensors
+  // allocated once; then the compute (forward, loss, backward, clipping, Adam,
+  // EMA), which reads only those tensors and device-side scalars (Adam's step
+  // size and bias correction, the EMA decay: nn::Optimizer::set_device_scalars)
+  // and never waits for the device. On a CUDA model the compute runs eagerly
+  // for the first two steps of a call (the warm-up), is then captured once as
+  // a CUDA graph and replayed every step; the loss is summed on the device and
+  // read only when progress is reported or a checkpoint written. On the CPU,
+  // which has no graphs, the same split step runs eagerly (so the CPU tests
+  // check it). The parameters equal those of cuda_graph = false up to float
+  // rounding. Every step must have the same shapes: a matcher whose batch
+  // changes throws tide::Error.
+  bool cuda_graph = false;
+
   // --- progress ---
   // Report every log_every steps (0: only at the end) and after the last step.
   int64_t log_every = 100;

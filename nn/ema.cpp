@@ -43,6 +43,11 @@ double EMA::next_decay() const {
 }
 
 void EMA::update() {
+  if (device_scalars_) {
+    prepare_update();
+    apply_update();
+    return;
+  }
   TIDE_CHECK(backup_.empty(),
              "EMA.update: the averages are applied to the parameters (apply_to); call restore() "
              "first");
@@ -67,6 +72,41 @@ void EMA::update() {
     } else {
       add_(s, sub(p, s), one_minus_decay);
     }
+  }
+}
+
+void EMA::prepare_update() {
+  TIDE_CHECK(device_scalars_,
+             "EMA.prepare_update: device scalars are off (call set_device_scalars(true) first)");
+  TIDE_CHECK(backup_.empty(),
+             "EMA.prepare_update: the averages are applied to the parameters (apply_to); call "
+             "restore() first");
+  if (scalar_of_.size() != shadow_.size()) {  // first use: one scalar per dtype and device
+    one_minus_decay_.clear();
+    scalar_of_.clear();
+    for (const Tensor& s : shadow_) {
+      size_t k = 0;
+      while (k < one_minus_decay_.size() && (one_minus_decay_[k].dtype() != s.dtype() ||
+                                             one_minus_decay_[k].device() != s.device()))
+        ++k;
+      if (k == one_minus_decay_.size())
+        one_minus_decay_.push_back(empty({}, {.dtype = s.dtype(), .device = s.device()}));
+      scalar_of_.push_back(k);
+    }
+  }
+  const double one_minus_decay = 1 - next_decay();
+  ++num_updates_;
+  for (const Tensor& w : one_minus_decay_) kernels::fill_(w, one_minus_decay);
+}
+
+void EMA::apply_update() {
+  TIDE_CHECK(device_scalars_ && scalar_of_.size() == shadow_.size(),
+             "EMA.apply_update: call set_device_scalars(true) and prepare_update() first");
+  NoGradGuard no_grad;
+  // shadow += (1 - d) * (param - shadow), as the host path's add_.
+  for (size_t i = 0; i < shadow_.size(); ++i) {
+    const Tensor& s = shadow_[i];
+    add_(s, mul(sub(params_[i], s), one_minus_decay_[scalar_of_[i]]));
   }
 }
 

@@ -27,6 +27,18 @@ class EMA {
   EMA(const Module& model, EMAOptions options = {});
 
   void update();
+
+  // --- device scalars (for CUDA Graph capture; see Optimizer::set_device_scalars) ---
+  // With device scalars on, update() runs as two halves: prepare_update()
+  // (host: advances the count and fills a 0-d tensor per dtype and device
+  // with this update's 1 - decay, no synchronization) and apply_update() (the
+  // kernels only, reading that tensor, so it can be captured and replayed).
+  // Same numbers as the host path up to float rounding.
+  void set_device_scalars(bool on) { device_scalars_ = on; }
+  bool device_scalars() const { return device_scalars_; }
+  void prepare_update();
+  void apply_update();
+
   // The decay the next update() will use.
   double next_decay() const;
   int64_t num_updates() const { return num_updates_; }
@@ -51,6 +63,11 @@ class EMA {
   std::vector<Tensor> backup_;  // filled by apply_to, emptied by restore
   EMAOptions options_;
   int64_t num_updates_ = 0;
+  bool device_scalars_ = false;
+  // Device scalars: 1 - decay as 0-d tensors, one per distinct dtype and
+  // device of the shadows (scalar_of_[i] indexes it for shadow i).
+  std::vector<Tensor> one_minus_decay_;
+  std::vector<size_t> scalar_of_;
 };
 
 }  // namespace tide::nn

@@ -105,16 +105,28 @@ Optimizer::Optimizer(const char* name, std::vector<ParamGroup> groups, double de
   state_.resize(index);
 }
 
+Tensor Optimizer::checked_grad(int64_t index, const Tensor& param) const {
+  Tensor grad = param.grad();
+  if (grad.defined()) {
+    TIDE_CHECK(grad.shape() == param.shape() && grad.device() == param.device(),
+               "{}.step: parameter {} is {} but its gradient is {}", type_name(), index,
+               param.describe(), grad.describe());
+  }
+  return grad;
+}
+
 void Optimizer::step() {
+  if (device_scalars_) {
+    prepare_step();
+    apply_step();
+    return;
+  }
   NoGradGuard no_grad;  // updates are in place on leaves that require grad
   int64_t index = 0;
   for (const ParamGroup& group : groups_) {
     for (const Tensor& param : group.params) {
-      Tensor grad = param.grad();
+      Tensor grad = checked_grad(index, param);
       if (grad.defined()) {
-        TIDE_CHECK(grad.shape() == param.shape() && grad.device() == param.device(),
-                   "{}.step: parameter {} is {} but its gradient is {}", type_name(), index,
-                   param.describe(), grad.describe());
         ++state_[index].step;
         update(group, index, param, grad);
       }
@@ -122,6 +134,54 @@ void Optimizer::step() {
     }
   }
   ++step_count_;
+}
+
+void Optimizer::set_device_scalars(bool on) {
+  TIDE_CHECK(!on || supports_device_scalars(),
+             "{}.set_device_scalars: {} has no device-scalar mode (Adam and AdamW have it)",
+             type_name(), type_name());
+  device_scalars_ = on;
+}
+
+// The host half of a device-scalar step: what step() does besides the
+// kernels (the counters), then the step's scalars.
+void Optimizer::prepare_step() {
+  TIDE_CHECK(device_scalars_,
+             "{}.prepare_step: device scalars are off (call set_device_scalars(true) first)",
+             type_name());
+  int64_t index = 0;
+  for (const ParamGroup& group : groups_) {
+    for (const Tensor& param : group.params) {
+      if (checked_grad(index, param).defined()) ++state_[index].step;
+      ++index;
+    }
+  }
+  ++step_count_;
+  refresh_device_scalars();
+}
+
+// The device half: only kernel launches (and, on the first step, the lazily
+// created state buffers), so it can be captured.
+void Optimizer::apply_step() {
+  TIDE_CHECK(device_scalars_,
+             "{}.apply_step: device scalars are off (call set_device_scalars(true) first)",
+             type_name());
+  NoGradGuard no_grad;
+  int64_t index = 0;
+  for (const ParamGroup& group : groups_) {
+    for (const Tensor& param : group.params) {
+      Tensor grad = checked_grad(index, param);
+      if (grad.defined()) update(group, index, param, grad);
+      ++index;
+    }
+  }
+}
+
+size_t Optimizer::group_index(const ParamGroup& group) const {
+  const auto index = &group - groups_.data();
+  TIDE_CHECK(index >= 0 && static_cast<size_t>(index) < groups_.size(),
+             "{}: internal error, the group is not one of param_groups()", type_name());
+  return static_cast<size_t>(index);
 }
 
 void Optimizer::zero_grad() {
@@ -508,6 +568,18 @@ Adam::Adam(std::vector<ParamGroup> groups, AdamOptions options, bool decoupled)
 
 void Adam::update(const ParamGroup& group, int64_t index, const Tensor& param, const Tensor& grad) {
   ParamState& st = state_[index];
+  if (device_scalars()) {
+    if (!st.buffers.count("exp_avg")) {
+      st.buffers["exp_avg"] = zeros_like(param);
+      st.buffers["exp_avg_sq"] = zeros_like(param);
+      if (options_.amsgrad) st.buffers["max_exp_avg_sq"] = zeros_like(param);
+    }
+    Tensor vmax = options_.amsgrad ? st.buffers["max_exp_avg_sq"] : Tensor();
+    update_with_device_scalars(scalars_for(group_index(group), index, param, /*create=*/false),
+                               *group.weight_decay, param, grad, st.buffers["exp_avg"],
+                               st.buffers["exp_avg_sq"], vmax);
+    return;
+  }
   const int64_t t = st.step;  // already incremented by Optimizer::step
   AdamConstants c{.lr = *group.lr,
                   .beta1 = options_.beta1,
@@ -561,6 +633,89 @@ void Adam::update(const ParamGroup& group, int64_t index, const Tensor& param, c
   copy_(param, add(param, div(mul(m, -c.step_size), denom)));
 }
 
+// --- device scalars ----------------------------------------------------------
+
+// Writes this step's scalars, in the dtype and on the device of each
+// parameter that steps.
+void Adam::refresh_device_scalars() {
+  const auto& groups = param_groups();
+  shared_scalars_.resize(groups.size());
+  group_step_.assign(groups.size(), -1);
+  int64_t index = 0;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    for (const Tensor& param : groups[g].params) {
+      const int64_t i = index++;
+      if (!param.grad().defined()) continue;
+      const int64_t t = state_[i].step;
+      if (group_step_[g] < 0) group_step_[g] = t;  // the first stepping parameter's count
+      fill_scalars(scalars_for(g, i, param, /*create=*/true), *groups[g].lr,
+                   *groups[g].weight_decay, t);
+    }
+  }
+}
+
+// The set parameter `index` (of `group`) reads this step.
+Adam::DeviceScalars& Adam::scalars_for(size_t group, int64_t index, const Tensor& param,
+                                       bool create) {
+  TIDE_CHECK(group < group_step_.size(),
+             "{}.apply_step: no device scalars for parameter {}; call prepare_step() before "
+             "apply_step()",
+             type_name(), index);
+  const bool shared = state_[index].step == group_step_[group];
+  if (shared) {
+    for (DeviceScalars& s : shared_scalars_[group])
+      if (s.dtype == param.dtype() && s.device == param.device()) return s;
+  } else if (auto it = own_scalars_.find(index); it != own_scalars_.end()) {
+    return it->second;
+  }
+  TIDE_CHECK(create,
+             "{}.apply_step: no device scalars for parameter {} ({}); call prepare_step() before "
+             "apply_step()",
+             type_name(), index, param.describe());
+  const TensorOptions options{.dtype = param.dtype(), .device = param.device()};
+  DeviceScalars fresh{param.dtype(),      param.device(),     empty({}, options),
+                      empty({}, options), empty({}, options), empty({}, options)};
+  if (shared) return shared_scalars_[group].emplace_back(std::move(fresh));
+  return own_scalars_.emplace(index, std::move(fresh)).first->second;
+}
+
+// The same double arithmetic as the host path (AdamConstants); each fill
+// rounds its value to the parameter dtype as the host path's scalars are
+// rounded. A shared set is filled once per step.
+void Adam::fill_scalars(DeviceScalars& s, double lr, double weight_decay, int64_t t) {
+  if (s.filled_at == step_count()) return;
+  s.filled_at = step_count();
+  const double step_size = lr / (1 - std::pow(options_.beta1, static_cast<double>(t)));
+  const double bias2_sqrt = std::sqrt(1 - std::pow(options_.beta2, static_cast<double>(t)));
+  kernels::fill_(s.neg_step_size, -step_size);
+  kernels::fill_(s.bias2_sqrt, bias2_sqrt);
+  if (weight_decay != 0 && decoupled_) kernels::fill_(s.decay, 1 - lr * weight_decay);
+  if (weight_decay != 0 && !decoupled_) kernels::fill_(s.weight_decay, weight_decay);
+}
+
+// The generic path below with the step-dependent numbers read from the
+// device: the same ops in the same order, so the same rounding.
+void Adam::update_with_device_scalars(const DeviceScalars& s, double weight_decay,
+                                      const Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
+                                      Tensor& vmax) const {
+  Tensor g = grad;
+  if (weight_decay != 0) {
+    if (decoupled_)
+      copy_(param, mul(param, s.decay));
+    else
+      g = add(g, mul(param, s.weight_decay));
+  }
+  copy_(m, add(mul(m, options_.beta1), mul(g, 1 - options_.beta1)));
+  copy_(v, add(mul(v, options_.beta2), mul(mul(g, 1 - options_.beta2), g)));
+  Tensor second = v;
+  if (options_.amsgrad) {
+    copy_(vmax, maximum(vmax, v));
+    second = vmax;
+  }
+  Tensor denom = add(div(sqrt(second), s.bias2_sqrt), options_.eps);
+  copy_(param, add(param, div(mul(m, s.neg_step_size), denom)));
+}
+
 std::vector<std::pair<std::string, double>> Adam::named_options() const {
   return {{"beta1", options_.beta1},
           {"beta2", options_.beta2},
@@ -606,6 +761,38 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, doubl
   const double coef = max_norm / (total + 1e-6);
   if (coef < 1)
     for (const Tensor& g : grads) mul_(g, coef);
+  return total;
+}
+
+Tensor clip_grad_norm_device_(const std::vector<Tensor>& params, double max_norm,
+                              double norm_type) {
+  TIDE_CHECK(max_norm >= 0, "clip_grad_norm_device_: max_norm must be >= 0, got {}", max_norm);
+  TIDE_CHECK(norm_type > 0, "clip_grad_norm_device_: norm_type must be > 0, got {}", norm_type);
+  NoGradGuard no_grad;
+  std::vector<Tensor> grads;
+  for (const Tensor& p : params)
+    if (p.defined() && p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return Tensor();
+
+  // As clip_grad_norm_, with the per-gradient norms combined in float64 on
+  // the device instead of in a host double.
+  const bool inf = std::isinf(norm_type);
+  Tensor total;
+  for (const Tensor& g : grads) {
+    TIDE_CHECK(g.device() == grads[0].device(),
+               "clip_grad_norm_device_: the gradients are on {} and {}; they must share a device",
+               grads[0].device(), g.device());
+    const Tensor n = to(norm(g, norm_type), DType::Float64);
+    const Tensor term = inf ? n : pow(n, norm_type);
+    total = !total.defined() ? term : (inf ? maximum(total, term) : add(total, term));
+  }
+  if (!inf) total = pow(total, 1.0 / norm_type);
+
+  // The host path scales only when coef < 1; multiplying by exactly 1 is the
+  // same (and a NaN norm leaves the gradients alone in both).
+  Tensor coef = div(max_norm, add(total, 1e-6));
+  coef = where(lt(coef, 1.0), coef, 1.0);
+  for (const Tensor& g : grads) copy_(g, mul(g, to(coef, g.dtype())));
   return total;
 }
 

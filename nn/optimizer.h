@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,6 +46,28 @@ class Optimizer {
   void zero_grad();
   // The number of step() calls so far (restored by load_state_dict).
   int64_t step_count() const { return step_count_; }
+
+  // --- device scalars (for CUDA Graph capture) ---
+  // A captured update replays its kernels with the arguments they had at
+  // capture time, so every number that changes from step to step (Adam's
+  // learning rate, which a schedule moves, and its bias corrections) must be
+  // read from device memory instead. With device scalars on, step() runs in
+  // two halves:
+  //   prepare_step(): host work only. Advances the step counters and writes
+  //     this step's scalars into 0-d tensors on the parameters' device with
+  //     fills (one small kernel launch each, no host synchronization).
+  //   apply_step(): device work only. The update kernels, reading those
+  //     tensors; it changes no host state, so it can be captured once and
+  //     replayed after each prepare_step().
+  // step() runs both. The update is written with tide ops (on the CPU too, so
+  // the CPU tests check what a GPU runs) and gives the host-scalar path's
+  // numbers up to float rounding. Options other than lr and weight_decay
+  // (betas, eps, amsgrad) and whether weight_decay is 0 are fixed in a
+  // captured update. Adam and AdamW have this mode; SGD throws.
+  void set_device_scalars(bool on);
+  bool device_scalars() const { return device_scalars_; }
+  void prepare_step();
+  void apply_step();
 
   std::vector<ParamGroup>& param_groups() { return groups_; }
   const std::vector<ParamGroup>& param_groups() const { return groups_; }
@@ -86,6 +109,12 @@ class Optimizer {
   virtual void set_option(const std::string& name, double value) = 0;
   // The names of the per-parameter buffers this optimizer may create.
   virtual std::vector<std::string> buffer_names() const = 0;
+  // Device-scalar mode (see set_device_scalars): whether this optimizer has
+  // it, and the hook that writes the scalars of the step prepare_step() began.
+  virtual bool supports_device_scalars() const { return false; }
+  virtual void refresh_device_scalars() {}
+  // The index of `group` in param_groups() (update() receives the group).
+  size_t group_index(const ParamGroup& group) const;
 
   // Per-parameter state: named buffers (created lazily on the first update)
   // and the parameter's own step counter.
@@ -96,8 +125,12 @@ class Optimizer {
   std::vector<ParamState> state_;  // indexed by parameter index
 
  private:
+  // The gradient of parameter `index`, checked against the parameter.
+  Tensor checked_grad(int64_t index, const Tensor& param) const;
+
   std::vector<ParamGroup> groups_;
   int64_t step_count_ = 0;
+  bool device_scalars_ = false;
 };
 
 // --- SGD -------------------------------------------------------------------
@@ -166,10 +199,34 @@ class Adam : public Optimizer {
   std::vector<std::string> buffer_names() const override {
     return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
   }
+  bool supports_device_scalars() const override { return true; }
+  void refresh_device_scalars() override;
 
  private:
+  // Step-dependent scalars as 0-d tensors of one dtype on one device. The
+  // parameters of a group that share a step count (all of them, unless some
+  // skipped steps without a gradient) share one set per dtype and device; a
+  // parameter at another step count gets its own.
+  struct DeviceScalars {
+    DType dtype;
+    Device device;
+    Tensor neg_step_size;    // -lr / (1 - beta1^t)
+    Tensor bias2_sqrt;       // sqrt(1 - beta2^t)
+    Tensor decay;            // AdamW: 1 - lr * weight_decay
+    Tensor weight_decay;     // Adam: the L2 coefficient
+    int64_t filled_at = -1;  // the step_count() whose values it holds
+  };
+  DeviceScalars& scalars_for(size_t group, int64_t index, const Tensor& param, bool create);
+  void fill_scalars(DeviceScalars& s, double lr, double weight_decay, int64_t t);
+  // The update with the scalars read from the device.
+  void update_with_device_scalars(const DeviceScalars& s, double weight_decay, const Tensor& param,
+                                  const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax) const;
+
   AdamOptions options_;
   bool decoupled_;
+  std::vector<std::vector<DeviceScalars>> shared_scalars_;  // by group
+  std::vector<int64_t> group_step_;                         // the shared sets' step count
+  std::map<int64_t, DeviceScalars> own_scalars_;            // by parameter index
 };
 
 // AdamW's defaults differ from Adam's only in weight_decay (0.01, as PyTorch).
@@ -195,5 +252,13 @@ class AdamW : public Adam {
 // max_norm / (total + 1e-6). Returns the total norm (before clipping).
 // Parameters without a gradient are ignored. norm_type may be inf.
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, double norm_type = 2.0);
+
+// The same clipping without reading anything on the host (for CUDA Graph
+// capture): the total norm and the scale min(1, max_norm / (total + 1e-6))
+// stay on the gradients' device, and every gradient is multiplied by the
+// scale. Returns the total norm as a float64 0-d tensor there (undefined when
+// no parameter has a gradient). Equal to clip_grad_norm_ up to float rounding.
+Tensor clip_grad_norm_device_(const std::vector<Tensor>& params, double max_norm,
+                              double norm_type = 2.0);
 
 }  // namespace tide::nn

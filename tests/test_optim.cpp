@@ -727,3 +727,159 @@ TEST_CASE("MLP regression built from nn layers reproduces PyTorch's loss curve",
                      golden::kMlpFinalLoss32, 1e-4);
   }
 }
+
+// ===========================================================================
+// Device scalars (for CUDA Graph capture): the same updates with the
+// step-dependent numbers read from 0-d tensors
+// ===========================================================================
+
+TEST_CASE("Adam and AdamW with device scalars match PyTorch trajectories", "[optim][graph]") {
+  // The golden cases include parameters that skip steps (no gradient), so
+  // some are at other step counts than their group, and two groups.
+  for (const auto& c : golden::kCases) {
+    if (std::string(c.optimizer) == "SGD") continue;
+    SECTION(c.name) {
+      std::vector<Tensor> params = golden_params();
+      auto opt = make_optimizer(c, params);
+      opt->set_device_scalars(true);
+      REQUIRE(opt->device_scalars());
+      for (int step = 0; step < golden::kNumSteps; ++step) {
+        set_golden_grads(params, step);
+        // The two halves a captured step uses.
+        opt->prepare_step();
+        opt->apply_step();
+        REQUIRE(opt->step_count() == step + 1);
+        for (size_t i = 0; i < params.size(); ++i)
+          check_close(params[i].to_vector<double>(), c.history[step][i], 1e-12,
+                      fmt::format("{} step {} param {}", c.name, step + 1, i));
+      }
+    }
+  }
+}
+
+TEST_CASE("device scalars follow a learning-rate schedule like host scalars", "[optim][graph]") {
+  // Warm-up then cosine annealing moves lr every step; both modes see the same
+  // gradients. float64 agrees to rounding; float32 to a few ulps per step.
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    for (bool decoupled : {false, true}) {
+      DYNAMIC_SECTION(dtype_name(dtype) << (decoupled ? " AdamW" : " Adam")) {
+        auto make = [&](const std::vector<Tensor>& params) -> std::unique_ptr<Optimizer> {
+          if (decoupled)
+            return std::make_unique<AdamW>(params, AdamWOptions{.lr = 0.05, .weight_decay = 0.1});
+          return std::make_unique<Adam>(params, AdamOptions{.lr = 0.05, .weight_decay = 0.1});
+        };
+        std::vector<Tensor> host_params = golden_params(dtype),
+                            device_params = golden_params(dtype);
+        auto host = make(host_params);
+        auto device = make(device_params);
+        device->set_device_scalars(true);
+        LinearWarmup host_schedule(*host, 3, std::make_unique<CosineAnnealingLR>(*host, 9, 1e-3));
+        LinearWarmup device_schedule(*device, 3,
+                                     std::make_unique<CosineAnnealingLR>(*device, 9, 1e-3));
+        Generator gen(7);
+        for (int step = 0; step < 12; ++step) {
+          for (size_t i = 0; i < host_params.size(); ++i) {
+            Tensor g = randn(host_params[i].shape(), gen, {.dtype = dtype});
+            host_params[i].set_grad(g);
+            device_params[i].set_grad(clone(g));
+          }
+          REQUIRE(host->lr() == device->lr());
+          host->step();
+          device->step();  // prepare_step + apply_step
+          host_schedule.step();
+          device_schedule.step();
+          const double rtol = dtype == DType::Float64 ? 1e-14 : 4e-7 * (step + 1);
+          for (size_t i = 0; i < host_params.size(); ++i)
+            check_close(device_params[i].to_vector<double>(), host_params[i].to_vector<double>(),
+                        rtol, fmt::format("step {} param {}", step + 1, i));
+        }
+        // The saved state is the same (device scalars are not state).
+        const StateDict a = host->state_dict(), b = device->state_dict();
+        REQUIRE(a.size() == b.size());
+        REQUIRE(a.at("state.0.step").item() == b.at("state.0.step").item());
+      }
+    }
+  }
+}
+
+TEST_CASE("device-scalar mode errors name the optimizer and the missing call", "[optim][graph]") {
+  std::vector<Tensor> params = golden_params();
+  SGD sgd(params, {.lr = 0.1});
+  REQUIRE_THROWS_WITH(sgd.set_device_scalars(true), Catch::Contains("SGD.set_device_scalars") &&
+                                                        Catch::Contains("Adam and AdamW"));
+  sgd.set_device_scalars(false);  // off is always fine
+  Adam adam(params);
+  REQUIRE_THROWS_WITH(adam.prepare_step(), Catch::Contains("Adam.prepare_step: device scalars "
+                                                           "are off"));
+  REQUIRE_THROWS_WITH(adam.apply_step(), Catch::Contains("Adam.apply_step: device scalars"));
+  adam.set_device_scalars(true);
+  set_golden_grads(params, 0);
+  REQUIRE_THROWS_WITH(adam.apply_step(), Catch::Contains("call prepare_step() before"));
+}
+
+TEST_CASE("clip_grad_norm_device_ equals clip_grad_norm_ without reading the host",
+          "[optim][graph]") {
+  for (const auto& c : golden::kClipCases) {
+    DYNAMIC_SECTION("max_norm " << c.max_norm << " norm_type " << c.norm_type) {
+      std::vector<Tensor> params = golden_params();
+      for (size_t i = 0; i < params.size(); ++i)
+        params[i].set_grad(from_vector(golden::kClipGrads[i], params[i].shape()));
+      const Tensor total = clip_grad_norm_device_(params, c.max_norm, c.norm_type);
+      REQUIRE(total.dtype() == DType::Float64);
+      REQUIRE(total.dim() == 0);
+      REQUIRE(close(total.item(), c.total_norm, 1e-14));
+      for (size_t i = 0; i < params.size(); ++i)
+        check_close(params[i].grad().to_vector<double>(), c.clipped[i], 1e-14, "clipped grad");
+    }
+  }
+  SECTION("no gradients, NaN norm, errors") {
+    std::vector<Tensor> params = golden_params();
+    REQUIRE_FALSE(clip_grad_norm_device_(params, 1.0).defined());
+    params[1].set_grad(from_vector(std::vector<double>{NAN, 1, 2}, Shape{3}));
+    clip_grad_norm_device_(params, 1.0);  // like the host path: a NaN norm scales nothing
+    std::vector<double> g = params[1].grad().to_vector<double>();
+    REQUIRE(std::isnan(g[0]));
+    REQUIRE(g[1] == 1.0);
+    REQUIRE(g[2] == 2.0);
+    REQUIRE_THROWS_WITH(clip_grad_norm_device_(params, -1.0),
+                        Catch::Contains("clip_grad_norm_device_: max_norm"));
+  }
+}
+
+TEST_CASE("EMA with device scalars follows the hand-written loop", "[optim][graph]") {
+  for (bool warmup : {false, true}) {
+    DYNAMIC_SECTION("warmup " << warmup) {
+      std::vector<Tensor> params = golden_params();
+      EMA ema(params, {.decay = 0.9, .warmup = warmup});
+      ema.set_device_scalars(true);
+      std::vector<std::vector<double>> shadow;
+      for (const Tensor& p : params) shadow.push_back(p.to_vector<double>());
+      SGD opt(params, {.lr = 0.1});
+      for (int step = 0; step < golden::kNumSteps; ++step) {
+        set_golden_grads(params, step);
+        opt.step();
+        const double n = step + 1;
+        const double d = warmup ? std::min(0.9, (1 + n) / (10 + n)) : 0.9;
+        if (step % 2 == 0) {
+          ema.prepare_update();
+          ema.apply_update();
+        } else {
+          ema.update();
+        }
+        for (size_t i = 0; i < params.size(); ++i) {
+          std::vector<double> p = params[i].to_vector<double>();
+          for (size_t k = 0; k < p.size(); ++k) shadow[i][k] += (1 - d) * (p[k] - shadow[i][k]);
+          check_close(ema.shadow()[i].to_vector<double>(), shadow[i], 1e-14, "EMA shadow");
+        }
+      }
+      REQUIRE(ema.num_updates() == golden::kNumSteps);
+    }
+  }
+  SECTION("errors") {
+    EMA ema(golden_params());
+    REQUIRE_THROWS_WITH(ema.prepare_update(), Catch::Contains("EMA.prepare_update: device "
+                                                              "scalars are off"));
+    ema.set_device_scalars(true);
+    REQUIRE_THROWS_WITH(ema.apply_update(), Catch::Contains("prepare_update() first"));
+  }
+}

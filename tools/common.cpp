@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "backends/backend.h"
 #include "flow/datasets.h"
 #include "nn/csv.h"
 #include "nn/npy.h"
@@ -236,6 +237,34 @@ flow::SolveOptions solve_options(const SolverFlags& flags) {
   options.rtol = flags.rtol;
   options.atol = flags.atol;
   return options;
+}
+
+// --- device flags ----------------------------------------------------------------
+
+void add_device_flags(CLI::App& cmd, DeviceFlags& flags, const std::string& where,
+                      const std::string& graph_help) {
+  cmd.add_option("--device", flags.device, where)
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  cmd.add_flag("--cuda-graph", flags.cuda_graph, graph_help);
+}
+
+Device resolve_device(const DeviceFlags& flags) {
+  if (flags.device != "cuda") return Device::cpu();
+  const Device device = Device::cuda(0);
+  try {
+    backend_for(device);
+  } catch (const Error& e) {
+    fail("--device cuda: not available in this build ({})", e.what());
+  }
+  return device;
+}
+
+void check_graph_solver(const DeviceFlags& device, const SolverFlags& solver) {
+  TIDE_CHECK(!device.cuda_graph || solver.solver != "dopri5",
+             "--cuda-graph needs a fixed-step --solver (euler, midpoint, heun or rk4); {} chooses "
+             "its step sizes on the host",
+             solver.solver);
 }
 
 // --- outputs -----------------------------------------------------------------

@@ -101,6 +101,24 @@ struct SolverFlags {
 void add_solver_flags(CLI::App& cmd, SolverFlags& flags);
 flow::SolveOptions solve_options(const SolverFlags& flags);
 
+// --- device flags ----------------------------------------------------------------
+
+// --device cpu|cuda and --cuda-graph, for the commands that compute.
+struct DeviceFlags {
+  std::string device = "cpu";
+  bool cuda_graph = false;
+};
+
+// Adds --device (help: `where`, e.g. "Where to train") and --cuda-graph
+// (help: `graph_help`) to `cmd`.
+void add_device_flags(CLI::App& cmd, DeviceFlags& flags, const std::string& where,
+                      const std::string& graph_help);
+// The device --device names. Throws naming the flag when CUDA is unavailable.
+Device resolve_device(const DeviceFlags& flags);
+// --cuda-graph with the solver flags: only the fixed-step solvers can be
+// captured (dopri5 chooses its steps on the host).
+void check_graph_solver(const DeviceFlags& device, const SolverFlags& solver);
+
 // --- outputs -----------------------------------------------------------------
 
 // Checks that `path` (the value of `flag`) ends in `extension` (".npy") and

@@ -22,6 +22,7 @@ struct LoglikFlags {
   std::string probe_kind = "rademacher";
   std::string dtype;  // empty: as stored in the model file
   std::string out;
+  DeviceFlags device;
   ArchFlags arch;
 };
 
@@ -31,8 +32,11 @@ void run_loglik(const LoglikFlags& f) {
              "--probes {}: probes are for --divergence hutchinson (the exact divergence has none)",
              f.probes);
   const flow::SolveOptions solve = solve_options(f.solver);
+  check_graph_solver(f.device, f.solver);
+  const Device device = resolve_device(f.device);
 
   const Model model = load_cli_model(f.model, f.arch, f.dtype);
+  if (device != Device::cpu()) model.field->to(device);
   TIDE_CHECK(!model.custom_source,
              "--model '{}': trained from a custom source distribution (tide.source = custom), "
              "which has no closed-form density, so log-likelihoods are undefined",
@@ -54,6 +58,7 @@ void run_loglik(const LoglikFlags& f) {
       f.probe_kind == "gaussian" ? flow::ProbeKind::Gaussian : flow::ProbeKind::Rademacher;
   options.seed = f.seed;
   options.source_std = model.source_std;
+  options.cuda_graph = f.device.cuda_graph;
 
   const Stopwatch clock;
   const flow::LikelihoodResult result = flow::log_likelihood(*model.field, x1, options);
@@ -125,6 +130,10 @@ void add_loglik_command(CLI::App& app) {
       ->check(CLI::IsMember({"float32", "float64"}));
   cmd->add_option("--out", flags->out,
                   "Write the log-densities (float64 [N], nats) to this .npy file");
+  add_device_flags(*cmd, flags->device, "Where to compute",
+                   "Fixed-step solvers: capture one step of the augmented ODE (state and "
+                   "divergence) as a CUDA Graph and replay it --steps times (on the CPU the same "
+                   "step runs eagerly)");
   add_arch_flags(*cmd, flags->arch);
   cmd->callback([flags] { run_loglik(*flags); });
 }

@@ -23,6 +23,7 @@ struct SampleFlags {
   std::string reference;
   std::string bounds;
   std::string dtype;
+  DeviceFlags device;
   ArchFlags arch;
 };
 
@@ -49,8 +50,12 @@ void run_sample(const SampleFlags& f) {
     bounds = flow::Bounds{b[0], b[1], b[2], b[3]};
   }
   flow::SolveOptions options = solve_options(f.solver);
+  check_graph_solver(f.device, f.solver);
+  options.cuda_graph = f.device.cuda_graph;
+  const Device device = resolve_device(f.device);
 
   const Model model = load_cli_model(f.model, f.arch, f.dtype);
+  if (device != Device::cpu()) model.field->to(device);
   const int64_t dim = model.field->dim();
   TIDE_CHECK(f.plot.empty() || dim == 2,
              "--plot: only 2-D samples can be plotted, but the model '{}' has dimension {}",
@@ -150,6 +155,9 @@ void add_sample_command(CLI::App& app) {
                   "Plot bounds xmin,xmax,ymin,ymax (default: those of the reference data)");
   cmd->add_option("--dtype", flags->dtype, "Convert the model to this dtype (default: as stored)")
       ->check(CLI::IsMember({"float32", "float64"}));
+  add_device_flags(*cmd, flags->device, "Where to integrate",
+                   "Fixed-step solvers: capture one solver step as a CUDA Graph and replay it "
+                   "--steps times (on the CPU the same step runs eagerly)");
   add_arch_flags(*cmd, flags->arch);
   cmd->callback([flags] { run_sample(*flags); });
 }

@@ -25,7 +25,7 @@ struct TrainFlags {
   int64_t steps = 2000;
   double lr = 1e-3;
   uint64_t seed = 0;
-  std::string device = "cpu";
+  DeviceFlags device;
   bool resume = false;
   std::string checkpoint;  // default: next to --out
   int64_t checkpoint_every = 500;
@@ -54,15 +54,7 @@ void run_train(const TrainFlags& f, bool sigma_given) {
                "--checkpoint, writes it)",
                checkpoint);
   }
-  Device device = Device::cpu();
-  if (f.device == "cuda") {
-    device = Device::cuda(0);
-    try {
-      backend_for(device);
-    } catch (const Error& e) {
-      fail("--device cuda: not available in this build ({})", e.what());
-    }
-  }
+  const Device device = resolve_device(f.device);
 
   // The data: a toy set drawn fresh every batch, or a fixed table. (For a toy
   // set, load_data draws one point, which tells the dimension.)
@@ -87,6 +79,7 @@ void run_train(const TrainFlags& f, bool sigma_given) {
   options.checkpoint_path = checkpoint;
   options.checkpoint_every = f.checkpoint_every;
   options.resume = f.resume;
+  options.cuda_graph = f.device.cuda_graph;
   // Bad combinations (a sigma for a path matcher, ...) fail here, before the
   // model is built.
   flow::make_training_matcher(options);
@@ -197,9 +190,10 @@ void add_train_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seed", flags->seed, "Seed of the initial weights and of every random draw")
       ->capture_default_str();
-  cmd->add_option("--device", flags->device, "Where to train")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
+  add_device_flags(*cmd, flags->device, "Where to train",
+                   "Capture the training step (forward, backward, Adam, EMA) once as a CUDA "
+                   "Graph and replay it every step; the random draws stay outside. On the CPU "
+                   "the same split step runs eagerly");
   cmd->add_flag("--resume", flags->resume,
                 "Continue from the checkpoint (MODEL.ckpt, or --checkpoint) up to --steps; the "
                 "result is identical to an uninterrupted run");

@@ -60,12 +60,16 @@ ckpt_temp_files() { compgen -G '.model.ckpt.tmp-*' || true; }
 start=$(date +%s.%N)
 expect_ok reference train "${common[@]}" --steps $steps --out reference.safetensors
 reference_seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
-# fsync makes the speed depend on the file system (70..300 steps/s seen), so
-# the kill delays scale with it: on average a run gets through about
-# steps / (2 * kill_points) steps before its kill, and half the training is
-# left for the final resume.
-max_delay_ms=$(awk -v t="$reference_seconds" -v k=$kill_points \
-  'BEGIN { printf "%d", 40 + 1000 * t / k }')
+# A one-step run measures the start-up (process, libraries, data set), so
+# that the kill delays cover the training itself: fsync makes its speed depend
+# on the file system (70..1,400 steps/s seen). On average a run gets through
+# about steps / (2 * kill_points) steps before its kill, and half the training
+# is left for the final resume.
+start=$(date +%s.%N)
+expect_ok startup train "${common[@]}" --steps 1 --out startup.safetensors
+startup_ms=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%d", 1000 * (e - s) }')
+max_delay_ms=$(awk -v t="$reference_seconds" -v u="$startup_ms" -v k=$kill_points \
+  'BEGIN { d = 1000 * t - u; if (d < 10 * k) d = 10 * k; printf "%d", d / k }')
 
 # --- kill, check, resume ----------------------------------------------------------
 killed=0 mid_write=0 finished_early=0 no_checkpoint=0 aimed=0 last_step=0
@@ -76,8 +80,8 @@ for ((k = 0; k < kill_points; k++)); do
   "$TIDE" train "${common[@]}" --steps $steps --out model.safetensors "${resume[@]}" \
     >"run$k.out" 2>"run$k.err" &
   pid=$!
-  # A random moment after the start (start-up takes ~40 ms).
-  delay_ms=$((20 + RANDOM % max_delay_ms))
+  # A random moment after the start-up.
+  delay_ms=$((startup_ms + RANDOM % max_delay_ms))
   sleep "$(awk -v ms=$delay_ms 'BEGIN { printf "%.3f", ms / 1000 }')"
   if ((k % 2 == 1)); then
     # Aim at a checkpoint write: kill as soon as a temporary file shows up.
@@ -139,7 +143,7 @@ check no_temporary_files_left test -z "$(temp_files)"
 check enough_kills test $killed -ge $((kill_points * 3 / 4))
 check some_kills_mid_write test $mid_write -ge 1
 
-echo "uninterrupted run: $steps steps in $reference_seconds s; kill delays 20..$((20 + max_delay_ms)) ms"
+echo "uninterrupted run: $steps steps in $reference_seconds s; kill delays $startup_ms..$((startup_ms + max_delay_ms)) ms"
 echo "kill points: $killed killed ($mid_write during a checkpoint write, $aimed aimed at" \
   "writes, $no_checkpoint before the first checkpoint), $finished_early finished first;" \
   "last checkpoint before the final resume: step $last_step"
