@@ -78,10 +78,9 @@ TIDE_HOST_DEVICE inline double portable_log(double u) {
   bits = (bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull;  // m in [1, 2)
   double m;
   memcpy(&m, &bits, sizeof m);
-  if (m > 1.4142135623730950488) {
-    m *= 0.5;
-    ++e;
-  }
+  const bool halve = m > 1.4142135623730950488;  // a select, not a branch: loops vectorize
+  m = halve ? m * 0.5 : m;
+  e += halve ? 1 : 0;
   const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
   double series = 1.0 / 23;
   for (int k = 21; k >= 1; k -= 2) series = series * s2 + 1.0 / k;
@@ -91,29 +90,44 @@ TIDE_HOST_DEVICE inline double portable_log(double u) {
 }
 
 // cos(2 pi u) for u in [0, 1): reduced exactly (Sterbenz) to w in [0, 1/8]
-// and evaluated as cos or sin of 2 pi w by Taylor series on [0, pi/4]
-// (truncation below 1e-17).
+// and evaluated as cos or sin of 2 pi w by their Taylor polynomials on
+// [0, pi/4] in Horner form (truncation below 1e-17). Both polynomials are
+// computed and one is selected, with no branches: the CPU loop over a random
+// fill then vectorizes, and GPU threads do not diverge.
 TIDE_HOST_DEVICE inline double portable_cos_2pi(double u) {
+  // (-1)^k / (2k)! and (-1)^k / (2k+1)!, k = 0..9.
+  constexpr double kCos[10] = {1.0,
+                               -5.00000000000000000000e-1,
+                               4.16666666666666666667e-2,
+                               -1.38888888888888888889e-3,
+                               2.48015873015873015873e-5,
+                               -2.75573192239858906526e-7,
+                               2.08767569878680989792e-9,
+                               -1.14707455977297247139e-11,
+                               4.77947733238738529744e-14,
+                               -1.56192069685862264622e-16};
+  constexpr double kSin[10] = {1.0,
+                               -1.66666666666666666667e-1,
+                               8.33333333333333333333e-3,
+                               -1.98412698412698412698e-4,
+                               2.75573192239858906526e-6,
+                               -2.50521083854417187751e-8,
+                               1.60590438368216145994e-10,
+                               -7.64716373181981647590e-13,
+                               2.81145725434552076320e-15,
+                               -8.22063524662432971696e-18};
   double w = u > 0.5 ? 1.0 - u : u;  // cos(2 pi u) = cos(2 pi (1 - u)); w in [0, 1/2]
-  double sign = 1.0;
-  if (w > 0.25) {  // cos(2 pi w) = -cos(2 pi (1/2 - w))
-    w = 0.5 - w;
-    sign = -1.0;
-  }
+  const double sign = w > 0.25 ? -1.0 : 1.0;
+  w = w > 0.25 ? 0.5 - w : w;      // cos(2 pi w) = -cos(2 pi (1/2 - w))
   const bool use_sin = w > 0.125;  // cos(2 pi w) = sin(2 pi (1/4 - w))
-  if (use_sin) w = 0.25 - w;
+  w = use_sin ? 0.25 - w : w;
   const double x = 6.283185307179586476925 * w, x2 = x * x;
-  double r;
-  if (use_sin) {  // x - x^3/3! + ... - x^19/19!
-    double term = 1.0;
-    for (int k = 19; k >= 3; k -= 2) term = 1.0 - term * x2 / (k * (k - 1));
-    r = x * term;
-  } else {  // 1 - x^2/2! + ... + x^18/18!
-    double term = 1.0;
-    for (int k = 18; k >= 2; k -= 2) term = 1.0 - term * x2 / (k * (k - 1));
-    r = term;
+  double c = kCos[9], s = kSin[9];
+  for (int k = 8; k >= 0; --k) {
+    c = c * x2 + kCos[k];
+    s = s * x2 + kSin[k];
   }
-  return sign * r;
+  return sign * (use_sin ? x * s : c);
 }
 
 // A standard normal by Box-Muller (the cosine branch), with u1 kept away from 0.
