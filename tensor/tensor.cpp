@@ -180,23 +180,36 @@ Tensor empty(const Shape& shape, TensorOptions options) {
   return t;
 }
 
-Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset) {
-  // Bounds check: the lowest and highest element addressed must lie in storage.
-  int64_t lo = offset, hi = offset;
+Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset,
+                 const char* op) {
+  // Sizes must be >= 0 and the element count must fit int64: a huge
+  // broadcast view whose count wrapped around would make every op over it
+  // silently wrong (a sum of nothing).
   bool empty_view = false;
   for (int i = 0; i < shape.size(); ++i) {
+    TIDE_CHECK(shape[i] >= 0, "{}: negative size in shape {}", op, shape);
     if (shape[i] == 0) empty_view = true;
-    int64_t extent = (shape[i] - 1) * strides[i];
-    if (extent > 0)
-      hi += extent;
-    else
-      lo += extent;
+  }
+  int64_t numel = 1;
+  for (int i = 0; i < shape.size() && !empty_view; ++i)
+    TIDE_CHECK(!__builtin_mul_overflow(numel, shape[i], &numel),
+               "{}: shape {} has more than 2^63 elements", op, shape);
+  // Bounds check: the lowest and highest element addressed must lie in storage.
+  int64_t lo = offset, hi = offset;
+  for (int i = 0; i < shape.size() && !empty_view; ++i) {
+    int64_t extent = 0;
+    bool overflow = __builtin_mul_overflow(shape[i] - 1, strides[i], &extent);
+    if (!overflow)
+      overflow = extent > 0 ? __builtin_add_overflow(hi, extent, &hi)
+                            : __builtin_add_overflow(lo, extent, &lo);
+    TIDE_CHECK(!overflow, "{}: shape {} with strides {} addresses beyond 2^63 elements", op, shape,
+               strides);
   }
   int64_t capacity = static_cast<int64_t>(base.storage()->nbytes() / dtype_size(base.dtype()));
   TIDE_CHECK(empty_view || (lo >= 0 && hi < capacity),
-             "view: shape {} with strides {} at offset {} is out of bounds of a storage of {} "
+             "{}: shape {} with strides {} at offset {} is out of bounds of a storage of {} "
              "elements",
-             shape, strides, offset, capacity);
+             op, shape, strides, offset, capacity);
   return Tensor(std::make_shared<TensorImpl>(base.storage(), offset, shape, strides, base.dtype()));
 }
 

@@ -157,6 +157,7 @@ Tensor empty(const Shape& shape, TensorOptions options = {});
 // (Device::cuda() tensors can be made). Never throws.
 bool cuda_is_available();
 // A tensor viewing `storage` with the given geometry; checks the bounds.
-Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset);
+Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset,
+                 const char* op = "view");
 
 }  // namespace tide

@@ -36,7 +36,7 @@ Tensor expand(const Tensor& x, const Shape& shape) {
                  x.describe(), shape, ix, x.shape()[ix]);
     }
   }
-  return make_view(x, shape, strides, x.offset());
+  return make_view(x, shape, strides, x.offset(), "expand");
 }
 
 Shape infer_shape(std::vector<int64_t> shape, int64_t numel, const char* op) {

@@ -298,6 +298,15 @@ TEST_CASE("expand and broadcast_to: values and shared storage", "[ops][shape]") 
     REQUIRE_THROWS_WITH(expand(x, {5}), Contains("expand") && Contains("[5]"));
     REQUIRE_THROWS_WITH(expand(x, {-1, 3, 1}), Contains("expand: -1 is not allowed"));
     REQUIRE_THROWS_WITH(expand(x, {3, -2}), Contains("expand: invalid size -2"));
+    // 2^32 * 2^32 * 4 elements wrap around int64 to 0: refused, not a view
+    // whose sum would silently be 0.
+    const int64_t big = int64_t(1) << 32;
+    REQUIRE_THROWS_WITH(expand(x, {big, big, 3, 4}),
+                        Contains("expand: shape [4294967296, 4294967296, 3, 4] has more than "
+                                 "2^63 elements"));
+    REQUIRE_THROWS_WITH(broadcast_to(x, {big, big, 3, 4}), Contains("more than 2^63 elements"));
+    // The largest count that fits is still a valid (stride-0) view.
+    REQUIRE(expand(x, {big, big / 8, 3, 1}).numel() == big * (big / 8) * 3);
   }
 }
 
