@@ -106,6 +106,21 @@ OdeState combine(const OdeState& y, double h, const std::vector<const OdeState*>
   return out;
 }
 
+// The system must return one tensor per state tensor, each of the state's
+// shape and dtype. The message names the time when it is known on the host.
+void check_derivative(const OdeState& dy, const OdeState& like, std::optional<double> t) {
+  TIDE_CHECK(dy.size() == like.size(),
+             "solve: the system returned {} tensors for a state of {} tensors", dy.size(),
+             like.size());
+  for (size_t i = 0; i < dy.size(); ++i) {
+    TIDE_CHECK(
+        dy[i].defined() && dy[i].shape() == like[i].shape() && dy[i].dtype() == like[i].dtype(),
+        "solve: the system returned {}{} for state tensor {} of type {}",
+        dy[i].defined() ? dy[i].describe() : std::string("an undefined tensor"),
+        t ? fmt::format(" at t = {}", *t) : std::string(), i, like[i].describe());
+  }
+}
+
 // Calls the system, counts the call, checks what it returned, and clamps the
 // time into the interval: stage times t + c h are computed in floating point
 // and may round one ulp past the end, which must never reach the model.
@@ -118,16 +133,7 @@ class Evaluator {
     t = std::clamp(t, lo_, hi_);
     OdeState dy = system_(y, t);
     ++nfe_;
-    TIDE_CHECK(dy.size() == like_.size(),
-               "solve: the system returned {} tensors for a state of {} tensors", dy.size(),
-               like_.size());
-    for (size_t i = 0; i < dy.size(); ++i) {
-      TIDE_CHECK(
-          dy[i].defined() && dy[i].shape() == like_[i].shape() && dy[i].dtype() == like_[i].dtype(),
-          "solve: the system returned {} at t = {} for state tensor {} of type {}",
-          dy[i].defined() ? dy[i].describe() : std::string("an undefined tensor"), t, i,
-          like_[i].describe());
-    }
+    check_derivative(dy, like_, t);
     return dy;
   }
   int64_t nfe() const { return nfe_; }
@@ -447,16 +453,7 @@ class TensorTimeEvaluator {
 
   OdeState operator()(const OdeState& y, const Tensor& t) {
     OdeState dy = system_(y, clamp(t, lo_, hi_));
-    TIDE_CHECK(dy.size() == like_.size(),
-               "solve: the system returned {} tensors for a state of {} tensors", dy.size(),
-               like_.size());
-    for (size_t i = 0; i < dy.size(); ++i) {
-      TIDE_CHECK(
-          dy[i].defined() && dy[i].shape() == like_[i].shape() && dy[i].dtype() == like_[i].dtype(),
-          "solve: the system returned {} for state tensor {} of type {}",
-          dy[i].defined() ? dy[i].describe() : std::string("an undefined tensor"), i,
-          like_[i].describe());
-    }
+    check_derivative(dy, like_, std::nullopt);
     return dy;
   }
 

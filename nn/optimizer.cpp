@@ -468,6 +468,42 @@ struct AdamConstants {
   double bias2_sqrt;  // sqrt(1 - beta2^t)
 };
 
+// The numbers of one Adam step that change with the step count: doubles on
+// the host path, 0-d tensors on the parameter's device for a captured step
+// (kernel arguments would freeze at capture; see set_device_scalars).
+template <typename Scalar>
+struct AdamStepScalars {
+  Scalar neg_step_size;  // -lr / (1 - beta1^t)
+  Scalar bias2_sqrt;     // sqrt(1 - beta2^t)
+  Scalar decay;          // AdamW: 1 - lr * weight_decay
+  Scalar weight_decay;   // Adam: the L2 coefficient
+};
+
+// One Adam/AdamW update as tensor ops in PyTorch's op order, for any device
+// and layout. The same ops whether the scalars are doubles or tensors, so
+// both give the same rounding.
+template <typename Scalar>
+void adam_update_ops(const AdamStepScalars<Scalar>& s, const AdamOptions& options, bool decoupled,
+                     bool has_weight_decay, const Tensor& param, const Tensor& grad, Tensor& m,
+                     Tensor& v, Tensor& vmax) {
+  Tensor g = grad;
+  if (has_weight_decay) {
+    if (decoupled)
+      copy_(param, mul(param, s.decay));
+    else
+      g = add(g, mul(param, s.weight_decay));
+  }
+  copy_(m, add(mul(m, options.beta1), mul(g, 1 - options.beta1)));
+  copy_(v, add(mul(v, options.beta2), mul(mul(g, 1 - options.beta2), g)));
+  Tensor second = v;
+  if (options.amsgrad) {
+    copy_(vmax, maximum(vmax, v));
+    second = vmax;
+  }
+  Tensor denom = add(div(sqrt(second), s.bias2_sqrt), options.eps);
+  copy_(param, add(param, div(mul(m, s.neg_step_size), denom)));
+}
+
 // sqrt over a short block, in place. GCC only vectorizes std::sqrt under
 // -fno-math-errno (otherwise each call keeps a branch to the errno-setting
 // library sqrt), so on x86-64 this uses the SSE2 sqrt instructions directly;
@@ -614,23 +650,12 @@ void Adam::update(const ParamGroup& group, int64_t index, const Tensor& param, c
     return;
   }
 
-  // Generic path (any device or layout), in PyTorch's op order.
-  Tensor g = grad;
-  if (c.weight_decay != 0) {
-    if (c.decoupled)
-      mul_(param, 1 - c.lr * c.weight_decay);
-    else
-      g = add(g, mul(param, c.weight_decay));
-  }
-  copy_(m, add(mul(m, c.beta1), mul(g, 1 - c.beta1)));
-  copy_(v, add(mul(v, c.beta2), mul(mul(g, 1 - c.beta2), g)));
-  Tensor second = v;
-  if (c.amsgrad) {
-    copy_(vmax, maximum(vmax, v));
-    second = vmax;
-  }
-  Tensor denom = add(div(sqrt(second), c.bias2_sqrt), c.eps);
-  copy_(param, add(param, div(mul(m, -c.step_size), denom)));
+  // Generic path (any device or layout).
+  const AdamStepScalars<double> host{.neg_step_size = -c.step_size,
+                                     .bias2_sqrt = c.bias2_sqrt,
+                                     .decay = 1 - c.lr * c.weight_decay,
+                                     .weight_decay = c.weight_decay};
+  adam_update_ops(host, options_, decoupled_, c.weight_decay != 0, param, grad, m, v, vmax);
 }
 
 // --- device scalars ----------------------------------------------------------
@@ -693,27 +718,15 @@ void Adam::fill_scalars(DeviceScalars& s, double lr, double weight_decay, int64_
   if (weight_decay != 0 && !decoupled_) kernels::fill_(s.weight_decay, weight_decay);
 }
 
-// The generic path below with the step-dependent numbers read from the
-// device: the same ops in the same order, so the same rounding.
+// The generic path with the step-dependent numbers read from the device.
 void Adam::update_with_device_scalars(const DeviceScalars& s, double weight_decay,
                                       const Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
                                       Tensor& vmax) const {
-  Tensor g = grad;
-  if (weight_decay != 0) {
-    if (decoupled_)
-      copy_(param, mul(param, s.decay));
-    else
-      g = add(g, mul(param, s.weight_decay));
-  }
-  copy_(m, add(mul(m, options_.beta1), mul(g, 1 - options_.beta1)));
-  copy_(v, add(mul(v, options_.beta2), mul(mul(g, 1 - options_.beta2), g)));
-  Tensor second = v;
-  if (options_.amsgrad) {
-    copy_(vmax, maximum(vmax, v));
-    second = vmax;
-  }
-  Tensor denom = add(div(sqrt(second), s.bias2_sqrt), options_.eps);
-  copy_(param, add(param, div(mul(m, s.neg_step_size), denom)));
+  const AdamStepScalars<Tensor> device{.neg_step_size = s.neg_step_size,
+                                       .bias2_sqrt = s.bias2_sqrt,
+                                       .decay = s.decay,
+                                       .weight_decay = s.weight_decay};
+  adam_update_ops(device, options_, decoupled_, weight_decay != 0, param, grad, m, v, vmax);
 }
 
 std::vector<std::pair<std::string, double>> Adam::named_options() const {
