@@ -5,6 +5,13 @@
 //               batch 16384, float32 (and bf16 where Tide has it)
 //   loglik/...  exact log-likelihood of 10,000 points, d = 16, width 256, RK4 100 steps
 //   sample/...  sampling 100,000 points, d = 2, width 256, RK4 100 steps
+// Training, likelihood and sampling also run with cuda_graph = true (the
+// "+graph" cases: one step captured as a CUDA graph and replayed; on the CPU
+// the same static steps run eagerly). Their warm-up run includes the
+// capture, and every timed run captures once more, as each train_cfm, solve
+// or log_likelihood call does. They record how far their results are from
+// the eager case's on the same inputs (checks "max_rel_diff_vs_eager" and
+// "matches_eager", within kGraphTolerance).
 //
 // The same structure as bench/bench_flow.cpp (a small harness printing one
 // JSON object; compare_gpu.py reads it), with the device as a parameter:
@@ -65,6 +72,21 @@ struct Skipped {
   std::string name, why;
 };
 
+// "+graph" cases: the suffix of their names, and how close (max |a - b| /
+// (1 + |b|)) their results must be to the eager case's on the same inputs.
+// The tests (tests/cuda/test_cuda_flow_graph.cpp) ask 1e-6 on small problems;
+// 100 float32 RK4 steps on larger batches may round a little differently.
+constexpr const char* kGraphSuffix = "+graph";
+constexpr double kGraphTolerance = 1e-5;
+
+// Results of the eager cases that the "+graph" cases compare against, keyed
+// "<kind>/<output>" (filled only when the eager case ran; otherwise a graph
+// case computes its eager reference itself, untimed).
+struct EagerOutputs {
+  std::map<std::string, Tensor> tensors;
+  std::map<std::string, double> numbers;
+};
+
 void sync(const Settings& s) {
   backend_for(s.device).synchronize();
 }
@@ -114,6 +136,24 @@ bool all_finite(const Tensor& x) {
   return std::isfinite(sum(to(x, DType::Float64)).item());
 }
 
+// max |a - b| / (1 + |b|), in float64 on a's device.
+double max_rel_diff(const Tensor& a, const Tensor& b) {
+  const Tensor a64 = to(a, DType::Float64), b64 = to(b, DType::Float64);
+  return max(div(abs(sub(a64, b64)), add(abs(b64), 1.0))).item();
+}
+
+// The checks of a "+graph" case against the eager result on the same inputs.
+void add_graph_checks(Result& r, const Tensor& graphed, const Tensor& eager) {
+  const double diff = max_rel_diff(graphed, eager);
+  r.checks.push_back({"max_rel_diff_vs_eager", diff});
+  r.checks.push_back({"matches_eager", diff <= kGraphTolerance ? 1.0 : 0.0});
+  r.checks.push_back({"graph_tolerance", kGraphTolerance});
+}
+
+std::string case_name(const std::string& base, bool graph) {
+  return graph ? base + kGraphSuffix : base;
+}
+
 // The torchcfm MLP layers (in, out) for data dimension `dim`.
 double mlp_forward_flops(int64_t rows, int64_t dim, int64_t width, int64_t hidden_layers = 3) {
   double flops = 2.0 * rows * (dim + 1) * width + 2.0 * rows * width * dim;
@@ -132,13 +172,19 @@ std::shared_ptr<flow::VelocityMLP> make_model(const Settings& s, int64_t dim, in
 
 // --- CFM training ------------------------------------------------------------
 
-Result bench_training(const Settings& s) {
+// graph: TrainOptions::cuda_graph (each run of `steps` steps: two eager
+// warm-up steps, one capture, then replays). The warm-up run trains a fresh
+// model with seed 0 in both variants, so its loss is compared (training is
+// equal only up to float rounding, which 50 steps of Adam can amplify: an
+// informative check, not a pass/fail one).
+Result bench_training(const Settings& s, bool graph, EagerOutputs& eager) {
   const int64_t width = s.quick ? 32 : 256, batch = s.quick ? 64 : 4096;
   const int64_t steps = s.quick ? 3 : 50;
+  const std::string name = case_name("train/w256_b4096", graph);
   auto model = make_model(s, 2, width, 1);
   const flow::DataSource data = flow::toy_data_source("8gaussians");
   uint64_t seed = 0;
-  double final_loss = 0;
+  double final_loss = 0, first_run_loss = 0;
   auto run = [&] {
     final_loss = flow::train_cfm(*model, data,
                                  {.matcher = "icfm",
@@ -147,13 +193,25 @@ Result bench_training(const Settings& s) {
                                   .steps = steps,
                                   .lr = 1e-3,
                                   .seed = seed++,
+                                  .cuda_graph = graph,
                                   .log_every = 0})
                      .final_loss;
+    if (seed == 1) first_run_loss = final_loss;
   };
-  Result r{"train/w256_b4096", "step", time_runs(s, run, static_cast<double>(steps), 3),
+  Result r{name, "step", time_runs(s, run, static_cast<double>(steps), 3),
            3 * mlp_forward_flops(batch, 2, width)};
   r.config = {{"width", width}, {"batch", batch}, {"dim", 2}, {"steps_per_run", steps}};
-  r.checks = {{"final_loss", final_loss}, {"finite", std::isfinite(final_loss) ? 1.0 : 0.0}};
+  r.checks = {{"final_loss", final_loss},
+              {"finite", std::isfinite(final_loss) ? 1.0 : 0.0},
+              {"first_run_loss", first_run_loss}};
+  const std::string eager_key = "train/first_run_loss";
+  if (!graph) {
+    eager.numbers[eager_key] = first_run_loss;
+  } else if (eager.numbers.count(eager_key)) {
+    const double reference = eager.numbers.at(eager_key);
+    r.checks.push_back({"first_run_loss_rel_diff_vs_eager",
+                        std::abs(first_run_loss - reference) / std::abs(reference)});
+  }
   return r;
 }
 
@@ -195,7 +253,9 @@ Result bench_mlp(const Settings& s, bool bf16) {
 
 // --- exact log-likelihood ----------------------------------------------------------
 
-Result bench_loglik(const Settings& s) {
+// graph: LikelihoodOptions::cuda_graph (one step of the augmented system
+// captured, replayed `steps` times per solve).
+Result bench_loglik(const Settings& s, bool graph, EagerOutputs& eager) {
   const int64_t dim = s.quick ? 4 : 16, width = s.quick ? 32 : 256;
   const int64_t points = s.quick ? 100 : 10000, steps = s.quick ? 4 : 100;
   auto model = make_model(s, dim, width, 4);
@@ -203,8 +263,9 @@ Result bench_loglik(const Settings& s) {
   Generator gen(5);
   const Tensor x1 = to(randn({points, dim}, gen), s.device);
   const flow::VelocityFn field = model->as_fn();
-  const flow::LikelihoodOptions options{
+  flow::LikelihoodOptions options{
       .solver = flow::Solver::RK4, .steps = steps, .divergence = flow::Divergence::Exact};
+  options.cuda_graph = graph;
   flow::LikelihoodOptions short_options = options;
   short_options.steps = 2;
   flow::LikelihoodResult lik;
@@ -212,11 +273,22 @@ Result bench_loglik(const Settings& s) {
   auto warmup = [&] { flow::log_likelihood(field, x1, short_options); };
   // Per evaluation: a forward pass and d input VJPs (see bench_flow.cpp).
   const double per_eval = (1 + dim) * mlp_forward_flops(points, dim, width);
-  Result r{"loglik/d16_w256_n10000_rk4_100", "solve", time_runs(s, run, 1, 1, warmup),
-           4.0 * steps * per_eval};
+  Result r{case_name("loglik/d16_w256_n10000_rk4_100", graph), "solve",
+           time_runs(s, run, 1, 1, warmup), 4.0 * steps * per_eval};
   r.config = {{"dim", dim}, {"width", width}, {"points", points}, {"steps", steps}};
   r.checks = {{"finite", all_finite(lik.log_p) ? 1.0 : 0.0},
               {"mean_log_p", mean(lik.log_p).item()}};
+  const std::string eager_key = "loglik/log_p";
+  if (!graph) {
+    eager.tensors[eager_key] = lik.log_p;
+  } else {
+    if (!eager.tensors.count(eager_key)) {
+      flow::LikelihoodOptions eager_options = options;
+      eager_options.cuda_graph = false;
+      eager.tensors[eager_key] = flow::log_likelihood(field, x1, eager_options).log_p;
+    }
+    add_graph_checks(r, lik.log_p, eager.tensors.at(eager_key));
+  }
   if (!s.dump_dir.empty()) {
     const fs::path dir = case_dir(s, r.name);
     dump_weights(dir, *model);
@@ -228,7 +300,9 @@ Result bench_loglik(const Settings& s) {
 
 // --- sampling ------------------------------------------------------------------------
 
-Result bench_sampling(const Settings& s) {
+// graph: SolveOptions::cuda_graph (one RK4 step captured, replayed `steps`
+// times per solve).
+Result bench_sampling(const Settings& s, bool graph, EagerOutputs& eager) {
   const int64_t width = s.quick ? 32 : 256, points = s.quick ? 1000 : 100000;
   const int64_t steps = s.quick ? 4 : 100;
   auto model = make_model(s, 2, width, 2);
@@ -236,15 +310,26 @@ Result bench_sampling(const Settings& s) {
   Generator gen(3);
   const Tensor x0 = to(randn({points, 2}, gen), s.device);
   const flow::VelocityFn field = model->as_fn();
+  const flow::SolveOptions options{
+      .method = flow::Solver::RK4, .steps = steps, .cuda_graph = graph};
   Tensor x1;
-  auto run = [&] {
-    x1 = flow::solve(field, x0, 0.0, 1.0, {.method = flow::Solver::RK4, .steps = steps}).x;
-  };
-  Result r{"sample/d2_w256_n100000_rk4_100", "solve", time_runs(s, run, 1, 3),
+  auto run = [&] { x1 = flow::solve(field, x0, 0.0, 1.0, options).x; };
+  Result r{case_name("sample/d2_w256_n100000_rk4_100", graph), "solve", time_runs(s, run, 1, 3),
            4.0 * steps * mlp_forward_flops(points, 2, width)};
   r.config = {{"dim", 2}, {"width", width}, {"points", points}, {"steps", steps}};
   r.checks = {{"finite", all_finite(x1) ? 1.0 : 0.0},
               {"mean_x1", mean(to(x1, DType::Float64)).item()}};
+  const std::string eager_key = "sample/x1";
+  if (!graph) {
+    eager.tensors[eager_key] = x1;
+  } else {
+    if (!eager.tensors.count(eager_key)) {
+      flow::SolveOptions eager_options = options;
+      eager_options.cuda_graph = false;
+      eager.tensors[eager_key] = flow::solve(field, x0, 0.0, 1.0, eager_options).x;
+    }
+    add_graph_checks(r, x1, eager.tensors.at(eager_key));
+  }
   if (!s.dump_dir.empty()) {
     const fs::path dir = case_dir(s, r.name);
     dump_weights(dir, *model);
@@ -325,6 +410,7 @@ int main(int argc, char** argv) {
     backend_for(s.device);  // a clear error now if the device is unavailable
     std::vector<Result> results;
     std::vector<Skipped> skipped;
+    EagerOutputs eager;
     auto run_case = [&](const std::string& name, const std::function<Result()>& bench) {
       if (!selected(s, name)) return;
       // One failing case must not hide the others' numbers.
@@ -335,7 +421,9 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "tide_bench_gpu: %s failed: %s\n", name.c_str(), e.what());
       }
     };
-    run_case("train/w256_b4096", [&] { return bench_training(s); });
+    // Each "+graph" case right after its eager case, which it compares against.
+    run_case("train/w256_b4096", [&] { return bench_training(s, false, eager); });
+    run_case("train/w256_b4096+graph", [&] { return bench_training(s, true, eager); });
     run_case("mlp/w1024_l4_b16384_f32", [&] { return bench_mlp(s, false); });
 #ifdef TIDE_BENCH_WITH_CUDA
     // bf16 = the CUDA backend's mixed-precision matmuls (bf16 inputs, fp32
@@ -349,8 +437,11 @@ int main(int argc, char** argv) {
 #endif
     if (selected(s, "mlp/w1024_l4_b16384_bf16") && !s.device.is_cuda())
       skipped.push_back({"mlp/w1024_l4_b16384_bf16", "bf16 matmuls exist only on CUDA"});
-    run_case("loglik/d16_w256_n10000_rk4_100", [&] { return bench_loglik(s); });
-    run_case("sample/d2_w256_n100000_rk4_100", [&] { return bench_sampling(s); });
+    run_case("loglik/d16_w256_n10000_rk4_100", [&] { return bench_loglik(s, false, eager); });
+    run_case("loglik/d16_w256_n10000_rk4_100+graph", [&] { return bench_loglik(s, true, eager); });
+    run_case("sample/d2_w256_n100000_rk4_100", [&] { return bench_sampling(s, false, eager); });
+    run_case("sample/d2_w256_n100000_rk4_100+graph",
+             [&] { return bench_sampling(s, true, eager); });
     print_json(s, results, skipped);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tide_bench_gpu: %s\n", e.what());
