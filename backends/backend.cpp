@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "backends/checks.h"
 #include "backends/cpu/cpu_backend.h"
 
 namespace tide {
@@ -73,6 +74,20 @@ void register_backend_factory(DeviceKind kind, BackendFactory factory) {
              "register_backend_factory: only a CUDA backend can be registered (the CPU backend is "
              "built in)");
   g_cuda_factory.store(factory, std::memory_order_release);
+}
+
+void Backend::linear_weight_grad(const ArrayView& weight_grad, const ArrayView& bias_grad,
+                                 const ArrayView& grad_out, const ArrayView& input) {
+  checks::check_linear_weight_grad(weight_grad, bias_grad, grad_out, input);
+  ArrayView grad_out_t = grad_out;  // [N, M]: a transposed view, no copy
+  grad_out_t.shape = {grad_out.shape[1], grad_out.shape[0]};
+  grad_out_t.strides = {grad_out.strides[1], grad_out.strides[0]};
+  matmul(weight_grad, grad_out_t, input, ArrayView{}, Epilogue::None);
+  if (bias_grad.data == nullptr) return;
+  ArrayView bias_row = bias_grad;  // [1, N]: the rows of grad_out are reduced
+  bias_row.shape = {1, grad_out.shape[1]};
+  bias_row.strides = {grad_out.shape[1], 1};
+  reduce(ReduceOp::Sum, bias_row, grad_out);
 }
 
 void Backend::begin_capture() {

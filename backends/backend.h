@@ -251,9 +251,11 @@ class Backend {
   // cuBLASLt call with the BGRADB epilogue). Float dtypes, all the same;
   // grad_out and input may be strided, weight_grad and bias_grad are
   // contiguous. bias_grad is accurate like a matmul with K = M (float32 may
-  // accumulate in float32, unlike reduce()).
+  // accumulate in float32, unlike reduce()). The default composes matmul
+  // (over a transposed view, no copy) and reduce; the CPU uses it, CUDA
+  // overrides it with one cuBLASLt call and falls back to it.
   virtual void linear_weight_grad(const ArrayView& weight_grad, const ArrayView& bias_grad,
-                                  const ArrayView& grad_out, const ArrayView& input) = 0;
+                                  const ArrayView& grad_out, const ArrayView& input);
 
   // --- normalisation ---
   // Softmax (or log-softmax) along the last dim of a contiguous src.

@@ -9,7 +9,7 @@
 //   unary.cpp          unary
 //   binary.cpp         binary
 //   reduce.cpp         reduce, arg_reduce, cumsum
-//   matmul.cpp         matmul, linear_weight_grad
+//   matmul.cpp         matmul (linear_weight_grad: Backend's default)
 //   normalization.cpp  softmax, layer_norm (+ backwards)
 //   indexing.cpp       index_select, gather, scatter_add
 //   random.cpp         random
@@ -58,8 +58,6 @@ class CpuBackend final : public Backend {
 
   void matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, const ArrayView& bias,
               Epilogue epilogue) override;
-  void linear_weight_grad(const ArrayView& weight_grad, const ArrayView& bias_grad,
-                          const ArrayView& grad_out, const ArrayView& input) override;
 
   void softmax(const ArrayView& dst, const ArrayView& src, bool log) override;
   void softmax_backward(const ArrayView& grad_src, const ArrayView& grad_dst, const ArrayView& dst,

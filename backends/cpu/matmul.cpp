@@ -215,26 +215,13 @@ void CpuBackend::matmul(const ArrayView& dst, const ArrayView& a, const ArrayVie
   }
 }
 
-// weight_grad = grad_out^T @ input as a matmul over a transposed view (no
-// copy; oneDNN's matmul for float32 above its threshold), and bias_grad as a
-// sum over the rows, which accumulates float32 in double. oneDNN's
-// inner_product backward weights (onednn::try_linear_weight_grad, both in one
-// primitive) is not faster: its time / this path's time, min of 200 reps on
-// the loaded 2-core build machine, was 1.13-1.30 at [256, 64], 0.99-1.01 at
-// [256, 256], 0.86-1.05 at [1024, 64] and 1.01 at [1024, 256] (batch, width),
-// and it sums the bias gradient in float32. So it stays unrouted.
-void CpuBackend::linear_weight_grad(const ArrayView& weight_grad, const ArrayView& bias_grad,
-                                    const ArrayView& grad_out, const ArrayView& input) {
-  checks::check_linear_weight_grad(weight_grad, bias_grad, grad_out, input);
-  ArrayView grad_out_t = grad_out;  // [N, M]
-  grad_out_t.shape = {grad_out.shape[1], grad_out.shape[0]};
-  grad_out_t.strides = {grad_out.strides[1], grad_out.strides[0]};
-  matmul(weight_grad, grad_out_t, input, ArrayView{}, Epilogue::None);
-  if (bias_grad.data == nullptr) return;
-  ArrayView bias_row = bias_grad;  // [1, N]: the rows of grad_out are reduced
-  bias_row.shape = {1, grad_out.shape[1]};
-  bias_row.strides = {grad_out.shape[1], 1};
-  reduce(ReduceOp::Sum, bias_row, grad_out);
-}
+// linear_weight_grad is Backend's default: matmul over a transposed view
+// (oneDNN's matmul for float32 above its threshold) and a row sum, which
+// accumulates float32 in double. oneDNN's inner_product backward weights
+// (onednn::try_linear_weight_grad, both in one primitive) is not faster: its
+// time / the default's, min of 200 reps on the loaded 2-core build machine,
+// was 1.13-1.30 at [256, 64], 0.99-1.01 at [256, 256], 0.86-1.05 at
+// [1024, 64] and 1.01 at [1024, 256] (batch, width), and it sums the bias
+// gradient in float32. So it stays unrouted.
 
 }  // namespace tide::cpu

@@ -94,7 +94,7 @@ bool try_layer_norm_backward(const ArrayView& grad_x, const ArrayView& grad_dst,
 // The weight gradients of a Linear layer through inner_product backward
 // weights: weight_grad[N, K] = grad_out[M, N]^T @ input[M, K] and, when
 // bias_grad.data is set, bias_grad[N] = the row sum of grad_out. Contiguous
-// float32 only. Not routed (see CpuBackend::linear_weight_grad for the
+// float32 only. Not routed (see the note at the end of matmul.cpp for the
 // measurements); the benchmark and tests call it directly.
 bool try_linear_weight_grad(const ArrayView& weight_grad, const ArrayView& bias_grad,
                             const ArrayView& grad_out, const ArrayView& input);

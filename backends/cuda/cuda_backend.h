@@ -150,8 +150,6 @@ class CudaBackend final : public Backend {
   // cuBLASLt has no algorithm. Otherwise it always returns true.
   bool matmul_float(const ArrayView& dst, const ArrayView& a, const ArrayView& b,
                     const ArrayView& bias, Epilogue epilogue, bool bias_grad = false);
-  void linear_weight_grad_unfused(const ArrayView& weight_grad, const ArrayView& bias_grad,
-                                  const ArrayView& grad_out, const ArrayView& input);
 
   int device_index_;
   CUstream_st* stream_ = nullptr;

@@ -448,29 +448,13 @@ bool CudaBackend::matmul_float(const ArrayView& dst, const ArrayView& a, const A
 // linear_weight_grad
 // ---------------------------------------------------------------------------
 
-// The unfused form: weight_grad = grad_out^T @ input as a matmul over a
-// transposed view, bias_grad as a sum over the rows.
-void CudaBackend::linear_weight_grad_unfused(const ArrayView& weight_grad,
-                                             const ArrayView& bias_grad, const ArrayView& grad_out,
-                                             const ArrayView& input) {
-  ArrayView grad_out_t = grad_out;  // [N, M]
-  grad_out_t.shape = {grad_out.shape[1], grad_out.shape[0]};
-  grad_out_t.strides = {grad_out.strides[1], grad_out.strides[0]};
-  matmul(weight_grad, grad_out_t, input, ArrayView{}, Epilogue::None);
-  if (bias_grad.data == nullptr) return;
-  ArrayView bias_row = bias_grad;  // [1, N]: the rows of grad_out are reduced
-  bias_row.shape = {1, grad_out.shape[1]};
-  bias_row.strides = {grad_out.shape[1], 1};
-  reduce(ReduceOp::Sum, bias_row, grad_out);
-}
-
 // dW[N, K] = dY[M, N]^T @ X[M, K] is matmul's dst = a @ b with a = dY^T (a
 // transposed view) and b = X, so cuBLASLt sees m = K, n = N, k = M, A = X,
 // B = dY^T (op T on dY's rows), D = dW: backends.md section 8's row-major
 // table. BGRADB sums B over k, which is db[N] = sum of dY over the M rows,
 // in the same call. Used for float32 and float64 when both operands are in a
 // layout cuBLASLt reads, the bias gradient is 16-byte aligned and cuBLASLt
-// offers an algorithm; else (and for M = 0) the unfused form.
+// offers an algorithm; else (and for M = 0) Backend's unfused default.
 void CudaBackend::linear_weight_grad(const ArrayView& weight_grad, const ArrayView& bias_grad,
                                      const ArrayView& grad_out, const ArrayView& input) {
   checks::check_linear_weight_grad(weight_grad, bias_grad, grad_out, input);
@@ -486,7 +470,7 @@ void CudaBackend::linear_weight_grad(const ArrayView& weight_grad, const ArrayVi
   if (fusable && matmul_float(weight_grad, grad_out_t, input, bias_grad, Epilogue::None,
                               /*bias_grad=*/true))
     return;
-  linear_weight_grad_unfused(weight_grad, bias_grad, grad_out, input);
+  Backend::linear_weight_grad(weight_grad, bias_grad, grad_out, input);
 }
 
 }  // namespace tide::cuda
