@@ -20,7 +20,7 @@ RANDOM=${TIDE_CRASH_SEED:-20261129}
 # draws). A checkpoint after every step makes writes frequent.
 common=(--data 8gaussians --width 16 --hidden-layers 2 --batch 16 --lr 1e-2 --seed 7
   --lr-schedule cosine --ema-decay 0.99 --grad-clip 1 --checkpoint-every 1 --log-every 100000)
-steps=600
+steps=1200
 
 # check_safetensors FILE: prints the checkpoint's "step" if FILE is a complete
 # safetensors file (header length, JSON object, every tensor's byte range in
@@ -60,16 +60,14 @@ ckpt_temp_files() { compgen -G '.model.ckpt.tmp-*' || true; }
 start=$(date +%s.%N)
 expect_ok reference train "${common[@]}" --steps $steps --out reference.safetensors
 reference_seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
-# A one-step run measures the start-up (process, libraries, data set), so
-# that the kill delays cover the training itself: fsync makes its speed depend
-# on the file system (70..1,400 steps/s seen). On average a run gets through
-# about steps / (2 * kill_points) steps before its kill, and half the training
-# is left for the final resume.
-start=$(date +%s.%N)
-expect_ok startup train "${common[@]}" --steps 1 --out startup.safetensors
-startup_ms=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%d", 1000 * (e - s) }')
-max_delay_ms=$(awk -v t="$reference_seconds" -v u="$startup_ms" -v k=$kill_points \
-  'BEGIN { d = 1000 * t - u; if (d < 10 * k) d = 10 * k; printf "%d", d / k }')
+# The kills land at a random moment after a run's first checkpoint write
+# (so start-up time, which varies with the machine's load, does not count),
+# within the time of 8 steps: fsync makes the speed depend on the file system
+# (70..1,400 steps/s seen), so it is scaled by the reference run. With the
+# polling, a run gets through about 10-20 steps before its kill, so most of
+# the training is left for the final resume.
+max_delay_ms=$(awk -v t="$reference_seconds" -v n=$steps \
+  'BEGIN { d = 8 * 1000 * t / n; if (d < 2) d = 2; printf "%d", d }')
 
 # --- kill, check, resume ----------------------------------------------------------
 killed=0 mid_write=0 finished_early=0 no_checkpoint=0 aimed=0 last_step=0
@@ -80,8 +78,18 @@ for ((k = 0; k < kill_points; k++)); do
   "$TIDE" train "${common[@]}" --steps $steps --out model.safetensors "${resume[@]}" \
     >"run$k.out" 2>"run$k.err" &
   pid=$!
-  # A random moment after the start-up.
-  delay_ms=$((startup_ms + RANDOM % max_delay_ms))
+  # Wait for this run's first checkpoint write (a temporary file that was not
+  # there before; bash builtins only, so the poll is fast), then a random
+  # moment more.
+  for ((poll = 0; poll < 200000; poll++)); do
+    started=0
+    for file in $(ckpt_temp_files); do
+      [[ $'\n'$before$'\n' == *$'\n'$file$'\n'* ]] || started=1
+    done
+    ((started)) && break
+    kill -0 $pid 2>/dev/null || break
+  done
+  delay_ms=$((RANDOM % max_delay_ms))
   sleep "$(awk -v ms=$delay_ms 'BEGIN { printf "%.3f", ms / 1000 }')"
   if ((k % 2 == 1)); then
     # Aim at a checkpoint write: kill as soon as a temporary file shows up.
@@ -143,7 +151,7 @@ check no_temporary_files_left test -z "$(temp_files)"
 check enough_kills test $killed -ge $((kill_points * 3 / 4))
 check some_kills_mid_write test $mid_write -ge 1
 
-echo "uninterrupted run: $steps steps in $reference_seconds s; kill delays $startup_ms..$((startup_ms + max_delay_ms)) ms"
+echo "uninterrupted run: $steps steps in $reference_seconds s; kills 0..$max_delay_ms ms after a run's first checkpoint write"
 echo "kill points: $killed killed ($mid_write during a checkpoint write, $aimed aimed at" \
   "writes, $no_checkpoint before the first checkpoint), $finished_early finished first;" \
   "last checkpoint before the final resume: step $last_step"
