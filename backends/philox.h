@@ -21,11 +21,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__CUDACC__)
-#define TIDE_HOST_DEVICE __host__ __device__
-#else
-#define TIDE_HOST_DEVICE
-#endif
+#include "backends/host_device.h"
 
 namespace tide::philox {
 

@@ -71,13 +71,13 @@ void binary_float(BinaryOp op, const ArrayView& dst, const ArrayView& a, const A
     case BinaryOp::Div:
       return cheap([](T x, T y) { return x / y; });
     case BinaryOp::Maximum:
-      return cheap([](T x, T y) { return nan_max(x, y); });
+      return cheap([](T x, T y) { return scalar::nan_max(x, y); });
     case BinaryOp::Minimum:
-      return cheap([](T x, T y) { return nan_min(x, y); });
+      return cheap([](T x, T y) { return scalar::nan_min(x, y); });
     case BinaryOp::Pow:
       return costly([](T x, T y) { return std::pow(x, y); });
-    case BinaryOp::ReluGrad:  // 0 at x == 0, like PyTorch's threshold_backward
-      return cheap([](T g, T x) { return x <= T(0) ? T(0) : g; });
+    case BinaryOp::ReluGrad:
+      return cheap([](T g, T x) { return scalar::relu_grad(g, x); });
     case BinaryOp::SiluGrad:
       return costly([](T g, T x) {
         T s = sigmoid(x);
@@ -85,34 +85,33 @@ void binary_float(BinaryOp op, const ArrayView& dst, const ArrayView& a, const A
       });
     case BinaryOp::GeluErfGrad:
       return costly([](T g, T x) {
-        T cdf = T(0.5) * (T(1) + fm::erf(x * T(kSqrtHalf)));
-        T pdf = T(kInvSqrt2Pi) * fm::exp(T(-0.5) * x * x);
+        T cdf = T(0.5) * (T(1) + fm::erf(x * T(scalar::kSqrtHalf)));
+        T pdf = T(scalar::kInvSqrt2Pi) * fm::exp(T(-0.5) * x * x);
         return g * (cdf + x * pdf);
       });
     case BinaryOp::GeluTanhGrad:
       return costly([](T g, T x) {
-        T inner = T(kSqrt2OverPi) * (x + T(kGeluTanhKappa) * x * x * x);
+        T inner = T(scalar::kSqrt2OverPi) * (x + T(scalar::kGeluTanhKappa) * x * x * x);
         T t = fm::tanh(inner);
-        T d_inner = T(kSqrt2OverPi) * (T(1) + T(3 * kGeluTanhKappa) * x * x);
+        T d_inner = T(scalar::kSqrt2OverPi) * (T(1) + T(3 * scalar::kGeluTanhKappa) * x * x);
         return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * d_inner);
       });
     case BinaryOp::EluGrad:
       return costly([alpha](T g, T x) { return x <= T(0) ? g * alpha * fm::exp(x) : g; });
     case BinaryOp::SeluGrad:
       return costly([](T g, T x) {
-        return x <= T(0) ? g * T(kSeluScale * kSeluAlpha) * fm::exp(x) : g * T(kSeluScale);
+        return x <= T(0) ? g * T(scalar::kSeluScale * scalar::kSeluAlpha) * fm::exp(x)
+                         : g * T(scalar::kSeluScale);
       });
     case BinaryOp::SoftplusGrad:  // alpha = beta, beta = threshold
       return costly(
           [alpha, beta](T g, T x) { return x * alpha > beta ? g : g * sigmoid(x * alpha); });
     case BinaryOp::SigmoidGradFromOutput:
-      return cheap([](T g, T y) { return g * (T(1) - y) * y; });
+      return cheap([](T g, T y) { return scalar::sigmoid_grad_from_output(g, y); });
     case BinaryOp::TanhGradFromOutput:
-      return cheap([](T g, T y) { return g * (T(1) - y * y); });
-    case BinaryOp::SeluGradFromOutput:  // y > 0 iff x > 0; below, y = s*a*(e^x - 1)
-      return cheap([](T g, T y) {
-        return y > T(0) ? g * T(kSeluScale) : g * (y + T(kSeluScale * kSeluAlpha));
-      });
+      return cheap([](T g, T y) { return scalar::tanh_grad_from_output(g, y); });
+    case BinaryOp::SeluGradFromOutput:
+      return cheap([](T g, T y) { return scalar::selu_grad_from_output(g, y); });
     default:
       break;
   }
@@ -139,7 +138,7 @@ void binary_int64(BinaryOp op, const ArrayView& dst, const ArrayView& a, const A
     case BinaryOp::Minimum:
       return run([](T x, T y) { return x < y ? x : y; });
     case BinaryOp::Pow:
-      return run([](T x, T y) { return int_pow(x, y); });
+      return run([](T x, T y) { return scalar::int_pow(x, y); });
     default:
       break;
   }

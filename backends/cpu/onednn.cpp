@@ -212,8 +212,8 @@ bool eltwise_steps(UnaryOp op, double alpha, EltwiseStep& first, EltwiseStep& se
       first = {algorithm::eltwise_elu, a};
       return true;
     case UnaryOp::Selu:
-      first = {algorithm::eltwise_elu, static_cast<float>(kSeluAlpha)};
-      second = {algorithm::eltwise_linear, static_cast<float>(kSeluScale), 0.f};
+      first = {algorithm::eltwise_elu, static_cast<float>(scalar::kSeluAlpha)};
+      second = {algorithm::eltwise_linear, static_cast<float>(scalar::kSeluScale), 0.f};
       return true;
     default:
       return false;
@@ -325,8 +325,9 @@ void add_post_ops(Epilogue epilogue, dnnl::post_ops& ops) {
       ops.append_eltwise(1.f, algorithm::eltwise_logistic, 0.f, 0.f);
       break;
     case Epilogue::Selu:  // selu(x) = scale * elu_alpha(x)
-      ops.append_eltwise(1.f, algorithm::eltwise_elu, static_cast<float>(kSeluAlpha), 0.f);
-      ops.append_eltwise(1.f, algorithm::eltwise_linear, static_cast<float>(kSeluScale), 0.f);
+      ops.append_eltwise(1.f, algorithm::eltwise_elu, static_cast<float>(scalar::kSeluAlpha), 0.f);
+      ops.append_eltwise(1.f, algorithm::eltwise_linear, static_cast<float>(scalar::kSeluScale),
+                         0.f);
       break;
   }
 }

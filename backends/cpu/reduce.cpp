@@ -13,6 +13,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/loops.h"
+#include "backends/scalar_math.h"
 
 namespace tide::cpu {
 
@@ -71,14 +72,7 @@ struct ExtremumOp {
     else
       return kIsMax ? std::numeric_limits<T>::lowest() : std::numeric_limits<T>::max();
   }
-  static Acc step(Acc acc, T x) {
-    if constexpr (std::is_same_v<T, bool>)
-      return kIsMax ? (acc || x) : (acc && x);
-    else if (acc != acc || x != x)
-      return acc != acc ? acc : x;
-    else
-      return (kIsMax ? x > acc : x < acc) ? x : acc;
-  }
+  static Acc step(Acc acc, T x) { return scalar::nan_extremum_step<kIsMax>(acc, x); }
   static Acc merge(Acc a, Acc b) { return step(a, b); }
   TIDE_ALWAYS_INLINE static Acc run(const T* x, int64_t n, int64_t stride) {
     if constexpr (std::is_same_v<T, bool>) {

@@ -56,21 +56,22 @@ void unary_float(UnaryOp op, const ArrayView& dst, const ArrayView& src, T alpha
     case UnaryOp::Erf:
       return costly([](T x) { return fm::erf(x); });
     case UnaryOp::Relu:
-      return cheap([](T x) { return x < T(0) ? T(0) : x; });  // keeps NaN
+      return cheap([](T x) { return scalar::relu(x); });
     case UnaryOp::Silu:
       return costly([](T x) { return x / (T(1) + fm::exp(-x)); });
     case UnaryOp::GeluErf:
-      return costly([](T x) { return x * T(0.5) * (T(1) + fm::erf(x * T(kSqrtHalf))); });
+      return costly([](T x) { return x * T(0.5) * (T(1) + fm::erf(x * T(scalar::kSqrtHalf))); });
     case UnaryOp::GeluTanh:
       return costly([](T x) {
-        T inner = T(kSqrt2OverPi) * (x + T(kGeluTanhKappa) * x * x * x);
+        T inner = T(scalar::kSqrt2OverPi) * (x + T(scalar::kGeluTanhKappa) * x * x * x);
         return T(0.5) * x * (T(1) + fm::tanh(inner));
       });
     case UnaryOp::Elu:
       return costly([alpha](T x) { return x > T(0) ? x : alpha * fm::expm1(x); });
     case UnaryOp::Selu:
-      return costly(
-          [](T x) { return T(kSeluScale) * (x > T(0) ? x : T(kSeluAlpha) * fm::expm1(x)); });
+      return costly([](T x) {
+        return T(scalar::kSeluScale) * (x > T(0) ? x : T(scalar::kSeluAlpha) * fm::expm1(x));
+      });
     case UnaryOp::Softplus:  // alpha = beta, beta = threshold
       return costly([alpha, beta](T x) {
         return x * alpha > beta ? x : fm::log1p(fm::exp(x * alpha)) / alpha;

@@ -54,13 +54,13 @@ void binary_float(Binary op, const Loop<3>& loop, void* dst, const T* a, const T
     case Binary::Div:
       return run([] __device__(T x, T y) { return x / y; });
     case Binary::Maximum:
-      return run([] __device__(T x, T y) { return nan_max(x, y); });
+      return run([] __device__(T x, T y) { return scalar::nan_max(x, y); });
     case Binary::Minimum:
-      return run([] __device__(T x, T y) { return nan_min(x, y); });
+      return run([] __device__(T x, T y) { return scalar::nan_min(x, y); });
     case Binary::Pow:
       return run([] __device__(T x, T y) { return fm::pow(x, y); });
-    case Binary::ReluGrad:  // 0 at x == 0, like PyTorch's threshold_backward
-      return run([] __device__(T g, T x) { return x <= T(0) ? T(0) : g; });
+    case Binary::ReluGrad:
+      return run([] __device__(T g, T x) { return scalar::relu_grad(g, x); });
     case Binary::SiluGrad:
       return run([] __device__(T g, T x) {
         T s = sigmoid(x);
@@ -68,53 +68,37 @@ void binary_float(Binary op, const Loop<3>& loop, void* dst, const T* a, const T
       });
     case Binary::GeluErfGrad:
       return run([] __device__(T g, T x) {
-        T cdf = T(0.5) * (T(1) + fm::erf(x * T(kSqrtHalf)));
-        T pdf = T(kInvSqrt2Pi) * fm::exp(T(-0.5) * x * x);
+        T cdf = T(0.5) * (T(1) + fm::erf(x * T(scalar::kSqrtHalf)));
+        T pdf = T(scalar::kInvSqrt2Pi) * fm::exp(T(-0.5) * x * x);
         return g * (cdf + x * pdf);
       });
     case Binary::GeluTanhGrad:
       return run([] __device__(T g, T x) {
-        T inner = T(kSqrt2OverPi) * (x + T(kGeluTanhKappa) * x * x * x);
+        T inner = T(scalar::kSqrt2OverPi) * (x + T(scalar::kGeluTanhKappa) * x * x * x);
         T t = fm::tanh(inner);
-        T d_inner = T(kSqrt2OverPi) * (T(1) + T(3 * kGeluTanhKappa) * x * x);
+        T d_inner = T(scalar::kSqrt2OverPi) * (T(1) + T(3 * scalar::kGeluTanhKappa) * x * x);
         return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * d_inner);
       });
     case Binary::EluGrad:
       return run([alpha] __device__(T g, T x) { return x <= T(0) ? g * alpha * fm::exp(x) : g; });
     case Binary::SeluGrad:
       return run([] __device__(T g, T x) {
-        return x <= T(0) ? g * T(kSeluScale * kSeluAlpha) * fm::exp(x) : g * T(kSeluScale);
+        return x <= T(0) ? g * T(scalar::kSeluScale * scalar::kSeluAlpha) * fm::exp(x)
+                         : g * T(scalar::kSeluScale);
       });
     case Binary::SoftplusGrad:  // alpha = beta, beta = threshold
       return run([alpha, beta] __device__(T g, T x) {
         return x * alpha > beta ? g : g * sigmoid(x * alpha);
       });
     case Binary::SigmoidGradFromOutput:
-      return run([] __device__(T g, T y) { return g * (T(1) - y) * y; });
+      return run([] __device__(T g, T y) { return scalar::sigmoid_grad_from_output(g, y); });
     case Binary::TanhGradFromOutput:
-      return run([] __device__(T g, T y) { return g * (T(1) - y * y); });
-    case Binary::SeluGradFromOutput:  // y > 0 iff x > 0; below, y = s*a*(e^x - 1)
-      return run([] __device__(T g, T y) {
-        return y > T(0) ? g * T(kSeluScale) : g * (y + T(kSeluScale * kSeluAlpha));
-      });
+      return run([] __device__(T g, T y) { return scalar::tanh_grad_from_output(g, y); });
+    case Binary::SeluGradFromOutput:
+      return run([] __device__(T g, T y) { return scalar::selu_grad_from_output(g, y); });
     default:
       return;  // comparisons handled above
   }
-}
-
-// Integer power by repeated squaring (wrapping), as backends/cpu/math.h.
-__device__ inline int64_t int_pow(int64_t base, int64_t exponent) {
-  if (exponent < 0) {
-    if (base == 1) return 1;
-    if (base == -1) return (exponent & 1) ? -1 : 1;
-    return 0;
-  }
-  uint64_t result = 1, b = static_cast<uint64_t>(base);
-  for (uint64_t e = static_cast<uint64_t>(exponent); e != 0; e >>= 1) {
-    if (e & 1) result *= b;
-    b *= b;
-  }
-  return static_cast<int64_t>(result);
 }
 
 void binary_int64(Binary op, const Loop<3>& loop, void* dst, const int64_t* a, const int64_t* b,
@@ -136,7 +120,7 @@ void binary_int64(Binary op, const Loop<3>& loop, void* dst, const int64_t* a, c
     case Binary::Minimum:
       return run([] __device__(T x, T y) { return x < y ? x : y; });
     case Binary::Pow:
-      return run([] __device__(T x, T y) { return int_pow(x, y); });
+      return run([] __device__(T x, T y) { return scalar::int_pow(x, y); });
     default:
       return;  // rejected by the host
   }

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "backends/cuda/kernels.h"
+#include "backends/scalar_math.h"
 
 namespace tide::cuda::kern {
 
@@ -75,23 +76,6 @@ __device__ inline int64_t loop_offset(const Loop<N>& loop, int k, int64_t i) {
   }
   return off;
 }
-
-// NaN-propagating max/min (torch.maximum semantics), as on the CPU.
-template <typename T>
-__device__ inline T nan_max(T a, T b) {
-  return a != a ? a : (b != b ? b : (a > b ? a : b));
-}
-template <typename T>
-__device__ inline T nan_min(T a, T b) {
-  return a != a ? a : (b != b ? b : (a < b ? a : b));
-}
-
-inline constexpr double kSeluScale = 1.0507009873554804934193349852946;
-inline constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
-inline constexpr double kSqrt2OverPi = 0.79788456080286535587989211986876;
-inline constexpr double kGeluTanhKappa = 0.044715;
-inline constexpr double kSqrtHalf = 0.70710678118654752440084436210485;
-inline constexpr double kInvSqrt2Pi = 0.39894228040143267793994605993438;
 
 }  // namespace tide::cuda::kern
 

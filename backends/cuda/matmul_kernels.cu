@@ -14,13 +14,13 @@ __device__ inline T apply_epilogue(Epilogue epilogue, T x) {
     case Epilogue::None:
       return x;
     case Epilogue::Relu:
-      return x < T(0) ? T(0) : x;
+      return scalar::relu(x);
     case Epilogue::Tanh:
       return fm::tanh(x);
     case Epilogue::Sigmoid:
       return sigmoid(x);
     case Epilogue::Selu:
-      return T(kSeluScale) * (x > T(0) ? x : T(kSeluAlpha) * fm::expm1(x));
+      return T(scalar::kSeluScale) * (x > T(0) ? x : T(scalar::kSeluAlpha) * fm::expm1(x));
   }
   return x;
 }

@@ -47,14 +47,7 @@ struct ExtremumOp {
     else
       return kIsMax ? -T(INFINITY) : T(INFINITY);
   }
-  __device__ static Acc step(Acc acc, T x) {
-    if constexpr (std::is_same_v<T, bool>)
-      return kIsMax ? (acc || x) : (acc && x);
-    else if (acc != acc || x != x)
-      return acc != acc ? acc : x;
-    else
-      return (kIsMax ? x > acc : x < acc) ? x : acc;
-  }
+  __device__ static Acc step(Acc acc, T x) { return scalar::nan_extremum_step<kIsMax>(acc, x); }
   __device__ static Acc merge(Acc a, Acc b) { return step(a, b); }
 };
 

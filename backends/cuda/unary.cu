@@ -43,21 +43,22 @@ void unary_float(Unary op, const Loop<2>& loop, T* d, const T* s, T alpha, T bet
     case Unary::Erf:
       return run([] __device__(T x) { return fm::erf(x); });
     case Unary::Relu:
-      return run([] __device__(T x) { return x < T(0) ? T(0) : x; });  // keeps NaN
+      return run([] __device__(T x) { return scalar::relu(x); });
     case Unary::Silu:
       return run([] __device__(T x) { return x / (T(1) + fm::exp(-x)); });
     case Unary::GeluErf:
-      return run([] __device__(T x) { return x * T(0.5) * (T(1) + fm::erf(x * T(kSqrtHalf))); });
+      return run(
+          [] __device__(T x) { return x * T(0.5) * (T(1) + fm::erf(x * T(scalar::kSqrtHalf))); });
     case Unary::GeluTanh:
       return run([] __device__(T x) {
-        T inner = T(kSqrt2OverPi) * (x + T(kGeluTanhKappa) * x * x * x);
+        T inner = T(scalar::kSqrt2OverPi) * (x + T(scalar::kGeluTanhKappa) * x * x * x);
         return T(0.5) * x * (T(1) + fm::tanh(inner));
       });
     case Unary::Elu:
       return run([alpha] __device__(T x) { return x > T(0) ? x : alpha * fm::expm1(x); });
     case Unary::Selu:
       return run([] __device__(T x) {
-        return T(kSeluScale) * (x > T(0) ? x : T(kSeluAlpha) * fm::expm1(x));
+        return T(scalar::kSeluScale) * (x > T(0) ? x : T(scalar::kSeluAlpha) * fm::expm1(x));
       });
     case Unary::Softplus:  // alpha = beta, beta = threshold
       return run([alpha, beta] __device__(T x) {
