@@ -44,6 +44,18 @@ TIDE_HOST_DEVICE_INLINE T nan_extremum_step(T acc, T x) {
     return (kIsMax ? x > acc : x < acc) ? x : acc;
 }
 
+// int64 negation, absolute value and square that wrap on overflow (like
+// PyTorch) instead of being undefined behaviour: the arithmetic is unsigned.
+TIDE_HOST_DEVICE_INLINE int64_t wrapping_neg(int64_t x) {
+  return static_cast<int64_t>(uint64_t{0} - static_cast<uint64_t>(x));
+}
+TIDE_HOST_DEVICE_INLINE int64_t wrapping_abs(int64_t x) {
+  return x < 0 ? wrapping_neg(x) : x;
+}
+TIDE_HOST_DEVICE_INLINE int64_t wrapping_square(int64_t x) {
+  return static_cast<int64_t>(static_cast<uint64_t>(x) * static_cast<uint64_t>(x));
+}
+
 // Integer power by repeated squaring (wrapping on overflow, like PyTorch).
 // A negative exponent gives the truncated value of 1 / base^|e|: 1 for base 1,
 // +-1 for base -1, else 0.

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -351,6 +352,21 @@ TEST_CASE("elementwise: special values of unary ops", "[elementwise]") {
   CHECK(tide::abs(neg(ints)).to_vector<int64_t>() == std::vector<int64_t>{1, 2});
   CHECK(square(ints).to_vector<int64_t>() == std::vector<int64_t>{1, 4});
   CHECK(sign(neg(ints)).to_vector<int64_t>() == std::vector<int64_t>{-1, -1});
+}
+
+TEST_CASE("elementwise: int64 neg, abs and square wrap on overflow, like PyTorch",
+          "[elementwise]") {
+  const int64_t min = std::numeric_limits<int64_t>::min();
+  const int64_t two32 = int64_t(1) << 32;
+  Tensor x = tide::from_vector(std::vector<int64_t>{min, -7, 0, 7, two32, two32 + 1}, Shape{6});
+  // -min and |min| are 2^63, one more than int64 holds: they wrap to min.
+  CHECK(tide::neg(x).to_vector<int64_t>() ==
+        std::vector<int64_t>{min, 7, 0, -7, -two32, -two32 - 1});
+  CHECK(tide::abs(x).to_vector<int64_t>() == std::vector<int64_t>{min, 7, 0, 7, two32, two32 + 1});
+  // min^2 = 2^126 and (2^32)^2 = 2^64 are 0 mod 2^64; (2^32 + 1)^2 = 2^64 +
+  // 2^33 + 1 wraps to 2^33 + 1.
+  CHECK(tide::square(x).to_vector<int64_t>() ==
+        std::vector<int64_t>{0, 49, 0, 49, 0, (int64_t(1) << 33) + 1});
 }
 
 TEST_CASE("elementwise: gradcheck and gradgradcheck of unary ops", "[elementwise][grad]") {

@@ -100,13 +100,13 @@ void unary_int64(UnaryOp op, const ArrayView& dst, const ArrayView& src) {
   auto run = [&](auto f) { map1<int64_t, int64_t>(dst, src, f); };
   switch (op) {
     case UnaryOp::Neg:
-      return run([](int64_t x) { return -x; });
+      return run([](int64_t x) { return scalar::wrapping_neg(x); });
     case UnaryOp::Abs:
-      return run([](int64_t x) { return x < 0 ? -x : x; });
+      return run([](int64_t x) { return scalar::wrapping_abs(x); });
     case UnaryOp::Sign:
       return run([](int64_t x) { return int64_t((0 < x) - (x < 0)); });
     case UnaryOp::Square:
-      return run([](int64_t x) { return x * x; });
+      return run([](int64_t x) { return scalar::wrapping_square(x); });
     default:
       fail_dtype(op, dst, src);
   }

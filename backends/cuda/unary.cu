@@ -86,17 +86,16 @@ void unary_float(Unary op, const Loop<2>& loop, T* d, const T* s, T alpha, T bet
 
 void unary_int64(Unary op, const Loop<2>& loop, int64_t* d, const int64_t* s, Stream st) {
   using T = int64_t;
-  using U = uint64_t;  // wrapping arithmetic, as on the CPU
   auto run = [&](auto f) { map1(loop, d, s, st, f); };
   switch (op) {
     case Unary::Neg:
-      return run([] __device__(T x) { return T(U(0) - U(x)); });
+      return run([] __device__(T x) { return scalar::wrapping_neg(x); });
     case Unary::Abs:
-      return run([] __device__(T x) { return x < 0 ? T(U(0) - U(x)) : x; });
+      return run([] __device__(T x) { return scalar::wrapping_abs(x); });
     case Unary::Sign:
       return run([] __device__(T x) { return T((0 < x) - (x < 0)); });
     case Unary::Square:
-      return run([] __device__(T x) { return T(U(x) * U(x)); });
+      return run([] __device__(T x) { return scalar::wrapping_square(x); });
     default:
       return;  // rejected by the host
   }
