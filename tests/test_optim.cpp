@@ -372,28 +372,38 @@ TEST_CASE("clip_grad_norm_ matches a hand computation and PyTorch", "[optim]") {
 // ===========================================================================
 
 TEST_CASE("EMA follows a hand-written loop", "[optim]") {
-  for (bool warmup : {false, true}) {
-    DYNAMIC_SECTION("warmup " << warmup) {
-      std::vector<Tensor> params = golden_params();
-      EMA ema(params, {.decay = 0.9, .warmup = warmup});
-      std::vector<std::vector<double>> shadow;
-      for (const Tensor& p : params) shadow.push_back(p.to_vector<double>());
+  // device_scalars: the decay read from a device tensor (the CUDA Graph
+  // path), alternating the split prepare/apply calls with update().
+  for (bool device_scalars : {false, true}) {
+    for (bool warmup : {false, true}) {
+      DYNAMIC_SECTION("device scalars " << device_scalars << ", warmup " << warmup) {
+        std::vector<Tensor> params = golden_params();
+        EMA ema(params, {.decay = 0.9, .warmup = warmup});
+        if (device_scalars) ema.set_device_scalars(true);
+        std::vector<std::vector<double>> shadow;
+        for (const Tensor& p : params) shadow.push_back(p.to_vector<double>());
 
-      SGD opt(params, {.lr = 0.1});
-      for (int step = 0; step < golden::kNumSteps; ++step) {
-        set_golden_grads(params, step);
-        opt.step();
-        const double n = step + 1;
-        const double d = warmup ? std::min(0.9, (1 + n) / (10 + n)) : 0.9;
-        REQUIRE(ema.next_decay() == d);
-        ema.update();
-        for (size_t i = 0; i < params.size(); ++i) {
-          std::vector<double> p = params[i].to_vector<double>();
-          for (size_t k = 0; k < p.size(); ++k) shadow[i][k] += (1 - d) * (p[k] - shadow[i][k]);
-          check_close(ema.shadow()[i].to_vector<double>(), shadow[i], 1e-14, "EMA shadow");
+        SGD opt(params, {.lr = 0.1});
+        for (int step = 0; step < golden::kNumSteps; ++step) {
+          set_golden_grads(params, step);
+          opt.step();
+          const double n = step + 1;
+          const double d = warmup ? std::min(0.9, (1 + n) / (10 + n)) : 0.9;
+          if (!device_scalars) REQUIRE(ema.next_decay() == d);
+          if (device_scalars && step % 2 == 0) {
+            ema.prepare_update();
+            ema.apply_update();
+          } else {
+            ema.update();
+          }
+          for (size_t i = 0; i < params.size(); ++i) {
+            std::vector<double> p = params[i].to_vector<double>();
+            for (size_t k = 0; k < p.size(); ++k) shadow[i][k] += (1 - d) * (p[k] - shadow[i][k]);
+            check_close(ema.shadow()[i].to_vector<double>(), shadow[i], 1e-14, "EMA shadow");
+          }
         }
+        REQUIRE(ema.num_updates() == golden::kNumSteps);
       }
-      REQUIRE(ema.num_updates() == golden::kNumSteps);
     }
   }
 }
@@ -846,40 +856,10 @@ TEST_CASE("clip_grad_norm_device_ equals clip_grad_norm_ without reading the hos
   }
 }
 
-TEST_CASE("EMA with device scalars follows the hand-written loop", "[optim][graph]") {
-  for (bool warmup : {false, true}) {
-    DYNAMIC_SECTION("warmup " << warmup) {
-      std::vector<Tensor> params = golden_params();
-      EMA ema(params, {.decay = 0.9, .warmup = warmup});
-      ema.set_device_scalars(true);
-      std::vector<std::vector<double>> shadow;
-      for (const Tensor& p : params) shadow.push_back(p.to_vector<double>());
-      SGD opt(params, {.lr = 0.1});
-      for (int step = 0; step < golden::kNumSteps; ++step) {
-        set_golden_grads(params, step);
-        opt.step();
-        const double n = step + 1;
-        const double d = warmup ? std::min(0.9, (1 + n) / (10 + n)) : 0.9;
-        if (step % 2 == 0) {
-          ema.prepare_update();
-          ema.apply_update();
-        } else {
-          ema.update();
-        }
-        for (size_t i = 0; i < params.size(); ++i) {
-          std::vector<double> p = params[i].to_vector<double>();
-          for (size_t k = 0; k < p.size(); ++k) shadow[i][k] += (1 - d) * (p[k] - shadow[i][k]);
-          check_close(ema.shadow()[i].to_vector<double>(), shadow[i], 1e-14, "EMA shadow");
-        }
-      }
-      REQUIRE(ema.num_updates() == golden::kNumSteps);
-    }
-  }
-  SECTION("errors") {
-    EMA ema(golden_params());
-    REQUIRE_THROWS_WITH(ema.prepare_update(), Catch::Contains("EMA.prepare_update: device "
-                                                              "scalars are off"));
-    ema.set_device_scalars(true);
-    REQUIRE_THROWS_WITH(ema.apply_update(), Catch::Contains("prepare_update() first"));
-  }
+TEST_CASE("EMA device-scalar mode errors name the missing call", "[optim][graph]") {
+  EMA ema(golden_params());
+  REQUIRE_THROWS_WITH(ema.prepare_update(), Catch::Contains("EMA.prepare_update: device "
+                                                            "scalars are off"));
+  ema.set_device_scalars(true);
+  REQUIRE_THROWS_WITH(ema.apply_update(), Catch::Contains("prepare_update() first"));
 }
