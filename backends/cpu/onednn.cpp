@@ -82,7 +82,11 @@ struct KeyHash {
 
 // A built primitive with one memory object per argument. Each call points
 // the memory objects at the caller's buffers (set_data_handle), which costs
-// far less than creating them (~300 ns each).
+// far less than creating them (~300 ns each). The scratchpad is the calling
+// thread's own buffer (user scratchpad mode): oneDNN's library-managed one
+// (with its default build options) must not be used from a thread other than
+// the one that built the primitive, and any application thread may run a
+// cached plan.
 struct Plan {
   dnnl::primitive primitive;
   std::unordered_map<int, memory> args;
@@ -91,13 +95,24 @@ struct Plan {
 // Null means oneDNN has no implementation for that key (remembered too).
 using PlanPtr = std::shared_ptr<Plan>;
 
-// A plan running primitive descriptor `pd`, with a memory object per argument.
+// Attributes every primitive is built with: the caller provides the scratchpad.
+dnnl::primitive_attr plan_attr() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+// A plan running primitive descriptor `pd` (built with plan_attr()), with a
+// memory object per argument and one for the scratchpad if it needs one.
 template <typename PrimitiveDesc>
 PlanPtr make_plan(const PrimitiveDesc& pd,
                   std::initializer_list<std::pair<int, memory::desc>> args) {
   auto plan = std::make_shared<Plan>();
   plan->primitive = dnnl::primitive(pd);
   for (const auto& [id, md] : args) plan->args.emplace(id, memory(md, cpu_engine(), nullptr));
+  const memory::desc scratchpad = pd.scratchpad_desc();
+  if (scratchpad.get_size() > 0)
+    plan->args.emplace(DNNL_ARG_SCRATCHPAD, memory(scratchpad, cpu_engine(), nullptr));
   return plan;
 }
 
@@ -152,12 +167,26 @@ PlanCache& plan_cache() {
   return cache;
 }
 
+// This thread's scratchpad, grown to at least `bytes`.
+void* thread_scratchpad(size_t bytes) {
+  struct alignas(64) Line {
+    char bytes[64];
+  };
+  thread_local std::vector<Line> buffer;
+  if (buffer.size() * sizeof(Line) < bytes)
+    buffer.resize((bytes + sizeof(Line) - 1) / sizeof(Line));
+  return buffer.data();
+}
+
 // Points the plan's arguments at the given buffers and runs it with the
 // thread count Tide's own loops use, or one thread for small work.
 void run(Plan& plan, std::initializer_list<std::pair<int, const void*>> buffers,
          bool small_work = false) {
   std::lock_guard<std::mutex> lock(plan.mutex);
   for (const auto& [id, data] : buffers) plan.args.at(id).set_data_handle(const_cast<void*>(data));
+  auto scratchpad = plan.args.find(DNNL_ARG_SCRATCHPAD);
+  if (scratchpad != plan.args.end())
+    scratchpad->second.set_data_handle(thread_scratchpad(scratchpad->second.get_desc().get_size()));
   sync_omp_threads(small_work ? 1 : get_num_threads());
   dnnl::stream& stream = thread_stream();
   plan.primitive.execute(stream, plan.args);
@@ -228,7 +257,7 @@ PlanPtr eltwise_plan(const EltwiseStep& step, int64_t n) {
     const memory::desc md({n}, memory::data_type::f32, memory::dims{1});
     dnnl::eltwise_forward::desc desc(dnnl::prop_kind::forward_inference, step.alg, md, step.alpha,
                                      step.beta);
-    dnnl::eltwise_forward::primitive_desc pd(desc, cpu_engine());
+    dnnl::eltwise_forward::primitive_desc pd(desc, plan_attr(), cpu_engine());
     return make_plan(pd, {{DNNL_ARG_SRC, md}, {DNNL_ARG_DST, md}});
   });
 }
@@ -343,7 +372,7 @@ PlanPtr matmul_plan(const Operand& a, const Operand& b, const Operand& dst, bool
   return plan_cache().get(key, [&] {
     const memory::desc a_md = a.desc(), b_md = b.desc(), dst_md = dst.desc();
     const memory::desc bias_md = bias_desc(dst.rank, dst.dims[dst.rank - 1]);
-    dnnl::primitive_attr attr;
+    dnnl::primitive_attr attr = plan_attr();
     dnnl::post_ops ops;
     add_post_ops(epilogue, ops);
     attr.set_post_ops(ops);
@@ -441,7 +470,7 @@ bool try_softmax(const ArrayView& dst, const ArrayView& src, bool log) {
   const PlanPtr plan = plan_cache().get(key, [&] {
     const memory::desc md({n / row, row}, memory::data_type::f32, memory::dims{row, 1});
     dnnl::softmax_v2_forward::desc desc(dnnl::prop_kind::forward_inference, alg, md, md, 1);
-    dnnl::softmax_v2_forward::primitive_desc pd(desc, cpu_engine());
+    dnnl::softmax_v2_forward::primitive_desc pd(desc, plan_attr(), cpu_engine());
     return make_plan(pd, {{DNNL_ARG_SRC, md}, {DNNL_ARG_DST, md}});
   });
   if (!plan) return false;
@@ -520,7 +549,8 @@ bool try_binary(BinaryOp op, const ArrayView& dst, const ArrayView& a, const Arr
   src1.add_to(key);
   const PlanPtr plan = plan_cache().get(key, [&] {
     const memory::desc md0 = src0.desc(), md1 = src1.desc(), dst_md = out.desc();
-    dnnl::binary::primitive_desc pd(dnnl::binary::desc(alg, md0, md1, dst_md), cpu_engine());
+    dnnl::binary::primitive_desc pd(dnnl::binary::desc(alg, md0, md1, dst_md), plan_attr(),
+                                    cpu_engine());
     return make_plan(pd, {{DNNL_ARG_SRC_0, md0}, {DNNL_ARG_SRC_1, md1}, {DNNL_ARG_DST, dst_md}});
   });
   if (!plan) return false;
@@ -566,7 +596,7 @@ bool try_eltwise_backward(BinaryOp op, const ArrayView& grad_src, const ArrayVie
         dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg, md, 0.f, 0.f),
         cpu_engine());
     dnnl::eltwise_backward::primitive_desc pd(dnnl::eltwise_backward::desc(alg, md, md, 0.f, 0.f),
-                                              cpu_engine(), hint);
+                                              plan_attr(), cpu_engine(), hint);
     return make_plan(pd, {{DNNL_ARG_SRC, md}, {DNNL_ARG_DIFF_DST, md}, {DNNL_ARG_DIFF_SRC, md}});
   });
   if (!plan) return false;
@@ -616,7 +646,7 @@ dnnl::layer_normalization_forward::primitive_desc layer_norm_forward_pd(
   return dnnl::layer_normalization_forward::primitive_desc(
       dnnl::layer_normalization_forward::desc(dnnl::prop_kind::forward_training, shape.data(),
                                               shape.stats(), eps, flags),
-      cpu_engine());
+      plan_attr(), cpu_engine());
 }
 
 }  // namespace
@@ -675,7 +705,7 @@ bool try_layer_norm_backward(const ArrayView& grad_x, const ArrayView& grad_dst,
     dnnl::layer_normalization_backward::primitive_desc pd(
         dnnl::layer_normalization_backward::desc(prop, shape.data(), shape.data(), shape.stats(),
                                                  0.f, flags),
-        cpu_engine(), hint);
+        plan_attr(), cpu_engine(), hint);
     return make_plan(pd, {{DNNL_ARG_SRC, shape.data()},
                           {DNNL_ARG_MEAN, shape.stats()},
                           {DNNL_ARG_VARIANCE, shape.stats()},
@@ -727,14 +757,15 @@ bool try_linear_weight_grad(const ArrayView& weight_grad, const ArrayView& bias_
     if (has_bias) {
       const dnnl::inner_product_backward_weights::primitive_desc pd(
           dnnl::inner_product_backward_weights::desc(src_md, weights_md, bias_md, dst_md),
-          cpu_engine(), hint);
+          plan_attr(), cpu_engine(), hint);
       return make_plan(pd, {{DNNL_ARG_SRC, src_md},
                             {DNNL_ARG_DIFF_DST, dst_md},
                             {DNNL_ARG_DIFF_WEIGHTS, weights_md},
                             {DNNL_ARG_DIFF_BIAS, bias_md}});
     }
     const dnnl::inner_product_backward_weights::primitive_desc pd(
-        dnnl::inner_product_backward_weights::desc(src_md, weights_md, dst_md), cpu_engine(), hint);
+        dnnl::inner_product_backward_weights::desc(src_md, weights_md, dst_md), plan_attr(),
+        cpu_engine(), hint);
     return make_plan(
         pd,
         {{DNNL_ARG_SRC, src_md}, {DNNL_ARG_DIFF_DST, dst_md}, {DNNL_ARG_DIFF_WEIGHTS, weights_md}});
