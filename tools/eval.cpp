@@ -20,6 +20,7 @@ struct EvalFlags {
   int64_t probes = 1;
   double bandwidth = 1.0;
   std::string dtype;  // empty: as stored in the model file
+  DeviceFlags device;
   ArchFlags arch;
 };
 
@@ -27,8 +28,12 @@ void run_eval(const EvalFlags& f) {
   TIDE_CHECK(f.divergence == "hutchinson" || f.probes == 1,
              "--probes {}: probes are for --divergence hutchinson (the exact divergence has none)",
              f.probes);
-  const flow::SolveOptions solve = solve_options(f.solver);
+  flow::SolveOptions solve = solve_options(f.solver);
+  check_graph_solver(f.device, f.solver);
+  solve.cuda_graph = f.device.cuda_graph;
+  const Device device = resolve_device(f.device);
   const Model model = load_cli_model(f.model, f.arch, f.dtype);
+  if (device != Device::cpu()) model.field->to(device);
   TIDE_CHECK(!model.custom_source,
              "--model '{}': trained from a custom source distribution (tide.source = custom), "
              "which has no closed-form density, so it cannot be evaluated",
@@ -55,8 +60,11 @@ void run_eval(const EvalFlags& f) {
   lik.probes = f.probes;
   lik.seed = f.seed;
   lik.source_std = model.source_std;
+  lik.cuda_graph = f.device.cuda_graph;
   const flow::LikelihoodResult likelihood = flow::log_likelihood(*model.field, x, lik);
-  const flow::Estimate nll = flow::negative_log_likelihood(likelihood.log_p);
+  // The metrics run on the host (the exact W2 assignment is a host algorithm).
+  const Tensor log_p = to(likelihood.log_p, Device::cpu());
+  const flow::Estimate nll = flow::negative_log_likelihood(log_p);
 
   // As many model samples as data points, for the sample metrics.
   Generator gen(f.seed + 1);
@@ -64,8 +72,9 @@ void run_eval(const EvalFlags& f) {
                           model.field->dtype()),
                        model.field->device());
   const flow::Solution samples = flow::solve(model.field->as_fn(), x0, 0.0, 1.0, solve);
-  const double w2 = flow::wasserstein2(samples.x, x);
-  const double mmd2 = flow::mmd_squared(samples.x, x, {.bandwidth = f.bandwidth});
+  const Tensor model_x = to(samples.x, Device::cpu()), data_x = to(x, Device::cpu());
+  const double w2 = flow::wasserstein2(model_x, data_x);
+  const double mmd2 = flow::mmd_squared(model_x, data_x, {.bandwidth = f.bandwidth});
 
   fmt::print("data       {}: {} points of dimension {}{}\n",
              data.builtin ? f.data : "'" + f.data + "'", n, dim,
@@ -75,7 +84,7 @@ void run_eval(const EvalFlags& f) {
   fmt::print("bits/dim   {:.4f}\n", flow::bits_per_dim(nll.value, dim));
   if (data.builtin && flow::has_log_density(f.data)) {
     const Tensor log_p_data = flow::dataset_log_density(f.data, data.points);
-    const flow::Estimate kl = flow::kl_divergence(log_p_data, likelihood.log_p);
+    const flow::Estimate kl = flow::kl_divergence(log_p_data, log_p);
     fmt::print(
         "KL         {:.4f} nats (standard error {:.4f}), KL(p_data || p_model) with the "
         "true density\n",
@@ -124,6 +133,9 @@ void add_eval_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--dtype", flags->dtype, "Compute in this dtype (default: the model's)")
       ->check(CLI::IsMember({"float32", "float64"}));
+  add_device_flags(*cmd, flags->device, "Where to compute the likelihood and the samples",
+                   "Fixed-step solvers: capture one step of each solve as a CUDA Graph and "
+                   "replay it --steps times (on the CPU the same step runs eagerly)");
   add_arch_flags(*cmd, flags->arch);
   cmd->callback([flags] { run_eval(*flags); });
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# --cuda-graph and --device on train, sample and loglik. On the CPU the
+# --cuda-graph and --device on train, sample, loglik and eval. On the CPU the
 # static (graph-ready) step runs eagerly: sampling and log-likelihoods must
 # equal the normal solve exactly (the same arithmetic), and training must
 # give the same model to float rounding. Without a GPU, --device cuda must
@@ -9,7 +9,7 @@ source "$(dirname "$0")/common.bash" "$@"
 SMALL=(--steps 20 --batch 32 --width 16 --hidden-layers 2 --seed 3)
 
 # --- help -----------------------------------------------------------------------
-for cmd in train sample loglik; do
+for cmd in train sample loglik eval; do
   expect_ok "help_$cmd" "$cmd" --help
   contains "help_${cmd}_cuda_graph" "help_$cmd.out" "--cuda-graph"
   contains "help_${cmd}_device" "help_$cmd.out" "--device"
@@ -45,14 +45,26 @@ expect_ok loglik_graph loglik --model m.safetensors --data moons --n 40 --solver
 check loglik_graph_identical cmp -s <(npy_values la.npy) <(npy_values lb.npy)
 contains loglik_graph_nfe loglik_graph.out "NFE        40"
 
+# --- eval: the same report with and without --cuda-graph --device cpu ---------------
+expect_ok eval_plain eval --model m.safetensors --data 8gaussians --n 60 --solver rk4 --steps 6
+expect_ok eval_graph eval --model m.safetensors --data 8gaussians --n 60 --solver rk4 --steps 6 \
+  --cuda-graph --device cpu
+grep -v '^time' eval_plain.out >eval_plain.report
+grep -v '^time' eval_graph.out >eval_graph.report
+check eval_graph_identical cmp -s eval_plain.report eval_graph.report
+contains eval_graph_kl eval_graph.out "KL "
+contains eval_graph_w2 eval_graph.out "W2 "
+
 # --- errors -------------------------------------------------------------------------
 expect_error sample_graph_dopri5 "--cuda-graph needs a fixed-step --solver" \
   sample --model m.safetensors --n 5 --cuda-graph
 expect_status sample_graph_dopri5 1
 expect_error loglik_graph_dopri5 "--cuda-graph needs a fixed-step --solver" \
   loglik --model m.safetensors --data moons --n 5 --solver dopri5 --cuda-graph
+expect_error eval_graph_dopri5 "--cuda-graph needs a fixed-step --solver" \
+  eval --model m.safetensors --data moons --n 5 --cuda-graph
 expect_error bad_device "--device: cuda:1 not in" sample --model m.safetensors --device cuda:1
-for cmd in sample loglik; do
+for cmd in sample loglik eval; do
   if [[ $cmd == sample ]]; then args=(--n 5 --solver euler --steps 2); else
     args=(--data moons --n 5 --solver euler --steps 2); fi
   run "device_cuda_$cmd" "$cmd" --model m.safetensors "${args[@]}" --device cuda --cuda-graph

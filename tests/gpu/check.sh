@@ -217,7 +217,9 @@ cli_smoke() {
   "$tide" train "${dev[@]}" "${train[@]}" --out model.safetensors || return 1
   "$tide" sample --model model.safetensors "${dev[@]}" --n 2000 --out x1.npy || return 1
   "$tide" loglik --model model.safetensors "${dev[@]}" "${data[@]}" --out logp.npy || return 1
-  "$tide" eval --model model.safetensors --data 8gaussians || return 1
+  "$tide" eval --model model.safetensors "${dev[@]}" --data 8gaussians || return 1
+  "$tide" eval --model model.safetensors "${dev[@]}" --cuda-graph "${rk4[@]}" --data 8gaussians ||
+    return 1
   echo "--- --cuda-graph"
   "$tide" train "${dev[@]}" --cuda-graph "${train[@]}" --out model-graph.safetensors || return 1
   for graph in "" --cuda-graph; do
