@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds Tide with ThreadSanitizer in its own build directory and runs the
 # threaded tests under it: several std::threads sampling and computing exact
-# log-likelihoods with one shared model (tests/test_concurrency.cpp), and the
-# oneDNN plan cache hit from concurrent callers (tests/test_backend_cpu.cpp).
+# log-likelihoods with one shared model (tests/test_concurrency.cpp), the
+# oneDNN plan cache hit from concurrent callers, and a plan built on one thread
+# run from two others (tests/test_backend_cpu.cpp).
 # Any TSan report fails the run.
 #
 #   ./scripts/test_tsan.sh
@@ -39,4 +40,5 @@ export TIDE_NUM_THREADS=1 OMP_NUM_THREADS=1
 tests="$BUILD_DIR/tests/tide_tsan_tests"
 "$tests" "[concurrency]"
 "$tests" "oneDNN plans: bounded cache*"
+"$tests" "oneDNN plans built on one thread*"
 echo "test_tsan.sh: no ThreadSanitizer report"
