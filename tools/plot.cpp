@@ -26,6 +26,7 @@ struct PlotFlags {
   bool log_scale = false;
   SolverFlags solver{.solver = "rk4", .steps = 20};
   std::string dtype;
+  DeviceFlags device;
   ArchFlags arch;
 };
 
@@ -72,7 +73,10 @@ void run_plot(const PlotFlags& f) {
   }
   std::optional<Model> model;
   if (f.density) {
+    check_graph_solver(f.device, f.solver);
+    const Device device = resolve_device(f.device);
     model = load_cli_model(f.model, f.arch, f.dtype);
+    if (device != Device::cpu()) model->field->to(device);
     TIDE_CHECK(model->field->dim() == 2,
                "--density: only a 2-D model's density can be drawn, but '{}' has dimension {}",
                f.model, model->field->dim());
@@ -111,13 +115,14 @@ void run_plot(const PlotFlags& f) {
     options.rtol = solve.rtol;
     options.atol = solve.atol;
     options.source_std = model->source_std;
+    options.cuda_graph = f.device.cuda_graph;
     int64_t nfe = 0;
     plot.density(
         [&](const Tensor& points) {
           const Tensor x = to(to(points, model->field->dtype()), model->field->device());
           flow::LikelihoodResult r = flow::log_likelihood(*model->field, x, options);
           nfe += r.nfe;
-          return r.log_p;
+          return to(r.log_p, Device::cpu());
         },
         f.resolution, scale, 10.0, int64_t{1} << 30);
     fmt::print("model log-density on a {}x{} grid: NFE {} ({}) in {:.2f} s\n", f.resolution,
@@ -183,6 +188,10 @@ void add_plot_command(CLI::App& app) {
   add_solver_flags(*cmd, flags->solver);
   cmd->add_option("--dtype", flags->dtype, "Convert the model to this dtype")
       ->check(CLI::IsMember({"float32", "float64"}));
+  add_device_flags(
+      *cmd, flags->device, "Where to compute the model's density (--density)",
+      "Fixed-step solvers: capture one step of the density's likelihood solve as a "
+      "CUDA Graph and replay it --steps times (on the CPU the same step runs eagerly)");
   add_arch_flags(*cmd, flags->arch);
   cmd->callback([flags] { run_plot(*flags); });
 }

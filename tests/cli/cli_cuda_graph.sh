@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# --cuda-graph and --device on train, sample, loglik and eval. On the CPU the
+# --cuda-graph and --device on train, sample, loglik, eval and plot. On the CPU the
 # static (graph-ready) step runs eagerly: sampling and log-likelihoods must
 # equal the normal solve exactly (the same arithmetic), and training must
 # give the same model to float rounding. Without a GPU, --device cuda must
@@ -9,7 +9,7 @@ source "$(dirname "$0")/common.bash" "$@"
 SMALL=(--steps 20 --batch 32 --width 16 --hidden-layers 2 --seed 3)
 
 # --- help -----------------------------------------------------------------------
-for cmd in train sample loglik eval; do
+for cmd in train sample loglik eval plot; do
   expect_ok "help_$cmd" "$cmd" --help
   contains "help_${cmd}_cuda_graph" "help_$cmd.out" "--cuda-graph"
   contains "help_${cmd}_device" "help_$cmd.out" "--device"
@@ -55,6 +55,13 @@ check eval_graph_identical cmp -s eval_plain.report eval_graph.report
 contains eval_graph_kl eval_graph.out "KL "
 contains eval_graph_w2 eval_graph.out "W2 "
 
+# --- plot: the same density image with and without --cuda-graph --device cpu -------
+expect_ok plot_plain plot --model m.safetensors --density --resolution 10 --steps 4 --out p.png
+expect_ok plot_graph plot --model m.safetensors --density --resolution 10 --steps 4 --out q.png \
+  --cuda-graph --device cpu
+check plot_graph_identical cmp -s p.png q.png
+check plot_graph_written test -s q.png
+
 # --- errors -------------------------------------------------------------------------
 expect_error sample_graph_dopri5 "--cuda-graph needs a fixed-step --solver" \
   sample --model m.safetensors --n 5 --cuda-graph
@@ -63,10 +70,15 @@ expect_error loglik_graph_dopri5 "--cuda-graph needs a fixed-step --solver" \
   loglik --model m.safetensors --data moons --n 5 --solver dopri5 --cuda-graph
 expect_error eval_graph_dopri5 "--cuda-graph needs a fixed-step --solver" \
   eval --model m.safetensors --data moons --n 5 --cuda-graph
+expect_error plot_graph_dopri5 "--cuda-graph needs a fixed-step --solver" \
+  plot --model m.safetensors --density --out r.png --solver dopri5 --cuda-graph
 expect_error bad_device "--device: cuda:1 not in" sample --model m.safetensors --device cuda:1
-for cmd in sample loglik eval; do
-  if [[ $cmd == sample ]]; then args=(--n 5 --solver euler --steps 2); else
-    args=(--data moons --n 5 --solver euler --steps 2); fi
+for cmd in sample loglik eval plot; do
+  case $cmd in
+    sample) args=(--n 5 --solver euler --steps 2) ;;
+    plot) args=(--density --resolution 4 --out d.png --solver euler --steps 2) ;;
+    *) args=(--data moons --n 5 --solver euler --steps 2) ;;
+  esac
   run "device_cuda_$cmd" "$cmd" --model m.safetensors "${args[@]}" --device cuda --cuda-graph
   if [[ $status -eq 0 ]]; then
     pass  # a GPU is present and the captured solve ran
