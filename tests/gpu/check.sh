@@ -220,6 +220,8 @@ cli_smoke() {
   "$tide" eval --model model.safetensors "${dev[@]}" --data 8gaussians || return 1
   "$tide" eval --model model.safetensors "${dev[@]}" --cuda-graph "${rk4[@]}" --data 8gaussians ||
     return 1
+  "$tide" plot --model model.safetensors "${dev[@]}" --cuda-graph --density --resolution 40 \
+    --out density.png || return 1
   echo "--- --cuda-graph"
   "$tide" train "${dev[@]}" --cuda-graph "${train[@]}" --out model-graph.safetensors || return 1
   for graph in "" --cuda-graph; do
