@@ -267,6 +267,27 @@ void check_graph_solver(const DeviceFlags& device, const SolverFlags& solver) {
              solver.solver);
 }
 
+Model load_cli_model_on(const std::string& path, const ArchFlags& arch, const std::string& dtype,
+                        const DeviceFlags& device, const SolverFlags& solver) {
+  check_graph_solver(device, solver);
+  const Device where = resolve_device(device);
+  Model model = load_cli_model(path, arch, dtype);
+  if (where != Device::cpu()) model.field->to(where);
+  return model;
+}
+
+flow::LikelihoodOptions likelihood_options(const flow::SolveOptions& solve, const Model& model,
+                                           const DeviceFlags& device) {
+  flow::LikelihoodOptions options;
+  options.solver = solve.method;
+  options.steps = solve.steps;
+  options.rtol = solve.rtol;
+  options.atol = solve.atol;
+  options.source_std = model.source_std;
+  options.cuda_graph = device.cuda_graph;
+  return options;
+}
+
 // --- outputs -----------------------------------------------------------------
 
 void check_output_path(const std::string& path, const std::string& flag,

@@ -118,6 +118,15 @@ Device resolve_device(const DeviceFlags& flags);
 // --cuda-graph with the solver flags: only the fixed-step solvers can be
 // captured (dopri5 chooses its steps on the host).
 void check_graph_solver(const DeviceFlags& device, const SolverFlags& solver);
+// The --model file on the --device device, for a command that solves with
+// `solver`: checks --cuda-graph against the solver and the device before
+// loading.
+Model load_cli_model_on(const std::string& path, const ArchFlags& arch, const std::string& dtype,
+                        const DeviceFlags& device, const SolverFlags& solver);
+// Likelihood options from the solver flags (`solve` = solve_options(flags)),
+// with the model's source scale and --cuda-graph.
+flow::LikelihoodOptions likelihood_options(const flow::SolveOptions& solve, const Model& model,
+                                           const DeviceFlags& device);
 
 // --- outputs -----------------------------------------------------------------
 

@@ -29,11 +29,8 @@ void run_eval(const EvalFlags& f) {
              "--probes {}: probes are for --divergence hutchinson (the exact divergence has none)",
              f.probes);
   flow::SolveOptions solve = solve_options(f.solver);
-  check_graph_solver(f.device, f.solver);
   solve.cuda_graph = f.device.cuda_graph;
-  const Device device = resolve_device(f.device);
-  const Model model = load_cli_model(f.model, f.arch, f.dtype);
-  if (device != Device::cpu()) model.field->to(device);
+  const Model model = load_cli_model_on(f.model, f.arch, f.dtype, f.device, f.solver);
   TIDE_CHECK(!model.custom_source,
              "--model '{}': trained from a custom source distribution (tide.source = custom), "
              "which has no closed-form density, so it cannot be evaluated",
@@ -51,16 +48,10 @@ void run_eval(const EvalFlags& f) {
   const Stopwatch clock;
 
   // Likelihood of the data.
-  flow::LikelihoodOptions lik;
-  lik.solver = solve.method;
-  lik.steps = solve.steps;
-  lik.rtol = solve.rtol;
-  lik.atol = solve.atol;
+  flow::LikelihoodOptions lik = likelihood_options(solve, model, f.device);
   lik.divergence = f.divergence == "exact" ? flow::Divergence::Exact : flow::Divergence::Hutchinson;
   lik.probes = f.probes;
   lik.seed = f.seed;
-  lik.source_std = model.source_std;
-  lik.cuda_graph = f.device.cuda_graph;
   const flow::LikelihoodResult likelihood = flow::log_likelihood(*model.field, x, lik);
   // The metrics run on the host (the exact W2 assignment is a host algorithm).
   const Tensor log_p = to(likelihood.log_p, Device::cpu());

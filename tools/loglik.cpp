@@ -32,11 +32,7 @@ void run_loglik(const LoglikFlags& f) {
              "--probes {}: probes are for --divergence hutchinson (the exact divergence has none)",
              f.probes);
   const flow::SolveOptions solve = solve_options(f.solver);
-  check_graph_solver(f.device, f.solver);
-  const Device device = resolve_device(f.device);
-
-  const Model model = load_cli_model(f.model, f.arch, f.dtype);
-  if (device != Device::cpu()) model.field->to(device);
+  const Model model = load_cli_model_on(f.model, f.arch, f.dtype, f.device, f.solver);
   TIDE_CHECK(!model.custom_source,
              "--model '{}': trained from a custom source distribution (tide.source = custom), "
              "which has no closed-form density, so log-likelihoods are undefined",
@@ -46,19 +42,13 @@ void run_loglik(const LoglikFlags& f) {
   const Tensor x1 = to(to(data.points, model.field->dtype()), model.field->device());
   const int64_t n = x1.size(0), dim = x1.size(1);
 
-  flow::LikelihoodOptions options;
-  options.solver = solve.method;
-  options.steps = solve.steps;
-  options.rtol = solve.rtol;
-  options.atol = solve.atol;
+  flow::LikelihoodOptions options = likelihood_options(solve, model, f.device);
   options.divergence =
       f.divergence == "exact" ? flow::Divergence::Exact : flow::Divergence::Hutchinson;
   options.probes = f.probes;
   options.probe_kind =
       f.probe_kind == "gaussian" ? flow::ProbeKind::Gaussian : flow::ProbeKind::Rademacher;
   options.seed = f.seed;
-  options.source_std = model.source_std;
-  options.cuda_graph = f.device.cuda_graph;
 
   const Stopwatch clock;
   const flow::LikelihoodResult result = flow::log_likelihood(*model.field, x1, options);

@@ -73,10 +73,7 @@ void run_plot(const PlotFlags& f) {
   }
   std::optional<Model> model;
   if (f.density) {
-    check_graph_solver(f.device, f.solver);
-    const Device device = resolve_device(f.device);
-    model = load_cli_model(f.model, f.arch, f.dtype);
-    if (device != Device::cpu()) model->field->to(device);
+    model = load_cli_model_on(f.model, f.arch, f.dtype, f.device, f.solver);
     TIDE_CHECK(model->field->dim() == 2,
                "--density: only a 2-D model's density can be drawn, but '{}' has dimension {}",
                f.model, model->field->dim());
@@ -108,14 +105,8 @@ void run_plot(const PlotFlags& f) {
       f.log_scale ? flow::DensityScale::Log : flow::DensityScale::Linear;
   const Stopwatch clock;
   if (f.density) {
-    const flow::SolveOptions solve = solve_options(f.solver);
-    flow::LikelihoodOptions options;
-    options.solver = solve.method;
-    options.steps = solve.steps;
-    options.rtol = solve.rtol;
-    options.atol = solve.atol;
-    options.source_std = model->source_std;
-    options.cuda_graph = f.device.cuda_graph;
+    const flow::LikelihoodOptions options =
+        likelihood_options(solve_options(f.solver), *model, f.device);
     int64_t nfe = 0;
     plot.density(
         [&](const Tensor& points) {

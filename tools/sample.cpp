@@ -50,12 +50,8 @@ void run_sample(const SampleFlags& f) {
     bounds = flow::Bounds{b[0], b[1], b[2], b[3]};
   }
   flow::SolveOptions options = solve_options(f.solver);
-  check_graph_solver(f.device, f.solver);
   options.cuda_graph = f.device.cuda_graph;
-  const Device device = resolve_device(f.device);
-
-  const Model model = load_cli_model(f.model, f.arch, f.dtype);
-  if (device != Device::cpu()) model.field->to(device);
+  const Model model = load_cli_model_on(f.model, f.arch, f.dtype, f.device, f.solver);
   const int64_t dim = model.field->dim();
   TIDE_CHECK(f.plot.empty() || dim == 2,
              "--plot: only 2-D samples can be plotted, but the model '{}' has dimension {}",
