@@ -1146,8 +1146,11 @@ void check_matmul(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool 
 }  // namespace
 
 TEST_CASE("matmul matches a float64 reference", "[backend][matmul]") {
-  // Small sizes take the plain loops, 96x80x72 (> 64^3) takes oneDNN for float32.
-  const int64_t sizes[][3] = {{2, 3, 4}, {17, 9, 13}, {96, 80, 72}, {1, 70, 300}};
+  // Small sizes take the plain loops, 96x80x72 (> 64^3) takes oneDNN for float32;
+  // 300x70x200 runs as chunks of 64 rows (the last 44), 100x700x64 as chunks
+  // of 256 columns (the last 188), each with its share of the bias.
+  const int64_t sizes[][3] = {{2, 3, 4},    {17, 9, 13},    {96, 80, 72},
+                              {1, 70, 300}, {300, 70, 200}, {100, 700, 64}};
   for (auto [m, n, k] : sizes) {
     for (int layout = 0; layout < 4; ++layout) {
       const bool ta = layout & 1, tb = layout & 2;
@@ -1190,15 +1193,30 @@ TEST_CASE("matmul matches a float64 reference", "[backend][matmul]") {
 }
 
 TEST_CASE("matmul results do not depend on the thread count", "[backend][matmul]") {
-  const int64_t shapes[][3] = {{1000, 3, 2000}, {4, 4, 4096}, {256, 256, 256}, {64, 64, 64}};
+  // Row chunks, column chunks (100 rows, 2000 columns), one chunk, the loops.
+  const int64_t shapes[][3] = {{1000, 3, 2000}, {4, 4, 4096},    {256, 256, 256},
+                               {64, 64, 64},    {100, 2000, 64}, {300, 70, 200}};
   for (auto [m, n, k] : shapes) {
     Host<float> a = random_host<float>({m, k}, -1, 1, 1), b = random_host<float>({k, n}, -1, 1, 2);
-    Host<float> c1({m, n}), c2({m, n});
+    Host<float> c1({m, n}), c2({m, n}), c3({m, n});
     with_threads(
         1, [&] { backend().matmul(c1.view(), a.view(), b.view(), ArrayView{}, Epilogue::None); });
     with_threads(
         2, [&] { backend().matmul(c2.view(), a.view(), b.view(), ArrayView{}, Epilogue::None); });
+    with_threads(
+        3, [&] { backend().matmul(c3.view(), a.view(), b.view(), ArrayView{}, Epilogue::None); });
     INFO("matmul " << m << "x" << k << " @ " << k << "x" << n);
+    CHECK(std::memcmp(c1.values.data(), c2.values.data(), c1.values.size() * 4) == 0);
+    CHECK(std::memcmp(c1.values.data(), c3.values.data(), c1.values.size() * 4) == 0);
+  }
+  SECTION("batched") {
+    const Shape as{3, 200, 96}, bs{3, 96, 80}, cs{3, 200, 80};
+    Host<float> a = random_host<float>(as, -1, 1, 3), b = random_host<float>(bs, -1, 1, 4);
+    Host<float> c1(cs), c2(cs);
+    with_threads(
+        1, [&] { backend().matmul(c1.view(), a.view(), b.view(), ArrayView{}, Epilogue::None); });
+    with_threads(
+        2, [&] { backend().matmul(c2.view(), a.view(), b.view(), ArrayView{}, Epilogue::None); });
     CHECK(std::memcmp(c1.values.data(), c2.values.data(), c1.values.size() * 4) == 0);
   }
 }
