@@ -4,6 +4,7 @@
 #include "backends/cpu/onednn.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
+#include <omp.h>
 
 #include <algorithm>
 #include <array>
@@ -181,6 +182,7 @@ void* thread_scratchpad(size_t bytes) {
 // Points the plan's arguments at the given buffers and runs it on this thread
 // alone: callers that want several threads cut the work into chunks, one
 // primitive per chunk, on Tide's pool (parallel_chunks in loops.h).
+thread_local int t_omp = 1;
 void run(Plan& plan, std::initializer_list<std::pair<int, const void*>> buffers) {
   std::lock_guard<std::mutex> lock(plan.mutex);
   for (const auto& [id, data] : buffers) plan.args.at(id).set_data_handle(const_cast<void*>(data));
@@ -188,6 +190,7 @@ void run(Plan& plan, std::initializer_list<std::pair<int, const void*>> buffers)
   if (scratchpad != plan.args.end())
     scratchpad->second.set_data_handle(thread_scratchpad(scratchpad->second.get_desc().get_size()));
   SingleOmpThread one_thread;
+  if (t_omp > 1) omp_set_num_threads(t_omp);
   dnnl::stream& stream = thread_stream();
   plan.primitive.execute(stream, plan.args);
   stream.wait();
@@ -511,16 +514,25 @@ bool try_matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, co
                  {DNNL_ARG_DST, dst.ptr<float>() + dst_off}});
     }
   };
-  // oneDNN rounds a product differently for different shapes, so the chunks
-  // are cut by shape alone (kMatmulChunkRows rows, or kMatmulChunkCols
-  // columns when there are few rows), never by thread count. Work below
-  // 2 * kMatmulMinParallelWork multiply-adds is one chunk: one thread would
-  // finish it before a second picked up its share.
+  // oneDNN rounds a product differently for different shapes (with a long K
+  // its blocking over K follows M and N), so the chunks are cut by shape
+  // alone, never by thread count. About kMatmulChunkWork multiply-adds each,
+  // as rows: at least a quarter of M (oneDNN's kernels lose 16% at 1024^3 in
+  // chunks of 64 rows) and between kMatmulChunkRows and 8x that; or, with
+  // fewer than 2 * kMatmulChunkRows rows, kMatmulChunkCols columns.
   const double work = double(m) * double(n) * double(k) * double(batches.numel);
-  const bool split = work >= 2.0 * double(kMatmulMinParallelWork);
+  static const bool exp = std::getenv("TIDE_EXP") != nullptr;
+  const int64_t wanted = exp ? 1 : static_cast<int64_t>(std::min(work / double(kMatmulChunkWork), 1e6));
+  struct OmpSet { OmpSet(int n) { t_omp = n; } ~OmpSet() { t_omp = 1; } } omp_set(exp && work >= 262144.0 ? get_num_threads() : 1);
   const bool cut_rows = m >= 2 * kMatmulChunkRows || n < 2 * kMatmulChunkCols;
   const int64_t extent = cut_rows ? m : n;
-  const int64_t chunk_size = !split ? extent : cut_rows ? kMatmulChunkRows : kMatmulChunkCols;
+  int64_t chunk_size = extent;
+  if (wanted >= 2 && cut_rows) {
+    const int64_t rows = std::max((m + wanted - 1) / wanted, m / 4);
+    chunk_size = std::clamp((rows + 15) / 16 * 16, kMatmulChunkRows, 8 * kMatmulChunkRows);
+  } else if (wanted >= 2) {
+    chunk_size = kMatmulChunkCols;
+  }
 
   // One batched primitive per chunk when oneDNN accepts the batch strides...
   const LoopPlan<3> none;
@@ -546,8 +558,8 @@ bool try_matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, co
   if (batches.rank == 0) return false;
   // ...else one 2-D primitive per matrix, the chunks cutting the batch.
   const int64_t per_chunk =
-      split ? std::max<int64_t>(1, kMatmulMinParallelWork / std::max<int64_t>(1, m * n * k))
-            : batches.numel;
+      wanted >= 2 ? std::max<int64_t>(1, kMatmulChunkWork / std::max<int64_t>(1, m * n * k))
+                  : batches.numel;
   if (!job.plan_fixed(batches.numel, per_chunk, [&](int64_t chunk, int64_t, int64_t) {
         return matmul_plan(make_operand(none, 1, m, k, a_row, a_col),
                            make_operand(none, 2, k, n, b_row, b_col),

@@ -22,8 +22,10 @@ namespace tide::cpu::onednn {
 // Softmax: in elements, and rows must be at least kSoftmaxMinRow long.
 inline constexpr int64_t kEltwiseMinElements = 8192;
 inline constexpr int64_t kMatmulMinWork = 8192;
-inline constexpr int64_t kMatmulMinParallelWork = 64 * 64 * 64;
-// Matmul chunks (onednn.cpp): rows, or columns when M < 2 * kMatmulChunkRows.
+// Matmul chunks (onednn.cpp): about kMatmulChunkWork multiply-adds each, as
+// rows (64 to 512, at least M / 4) or, for M < 128, 256 columns; cut by shape
+// alone, so results do not depend on the thread count.
+inline constexpr int64_t kMatmulChunkWork = int64_t{1} << 21;
 inline constexpr int64_t kMatmulChunkRows = 64;
 inline constexpr int64_t kMatmulChunkCols = 256;
 inline constexpr int64_t kSoftmaxMinElements = 65536;
