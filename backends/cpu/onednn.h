@@ -25,7 +25,7 @@ inline constexpr int64_t kMatmulMinWork = 8192;
 // Matmul chunks (onednn.cpp): about kMatmulChunkWork multiply-adds each, as
 // rows (64 to 512, at least M / 4) or, for M < 128, 256 columns; cut by shape
 // alone, so results do not depend on the thread count.
-inline constexpr int64_t kMatmulChunkWork = int64_t{1} << 21;
+inline constexpr int64_t kMatmulChunkWork = int64_t{1} << 19;
 inline constexpr int64_t kMatmulChunkRows = 64;
 inline constexpr int64_t kMatmulChunkCols = 256;
 inline constexpr int64_t kSoftmaxMinElements = 65536;

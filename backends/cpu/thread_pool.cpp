@@ -23,7 +23,7 @@ namespace {
 // step follow each other within microseconds, so this keeps the workers awake
 // through a training or sampling loop, and costs at most this much CPU time
 // after the last op.
-constexpr auto kSpinTime = std::chrono::microseconds(100);
+constexpr auto kSpinTime = std::chrono::microseconds(2000);
 
 void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
