@@ -182,7 +182,6 @@ void* thread_scratchpad(size_t bytes) {
 // Points the plan's arguments at the given buffers and runs it on this thread
 // alone: callers that want several threads cut the work into chunks, one
 // primitive per chunk, on Tide's pool (parallel_chunks in loops.h).
-thread_local int t_omp = 1;
 void run(Plan& plan, std::initializer_list<std::pair<int, const void*>> buffers) {
   std::lock_guard<std::mutex> lock(plan.mutex);
   for (const auto& [id, data] : buffers) plan.args.at(id).set_data_handle(const_cast<void*>(data));
@@ -190,7 +189,6 @@ void run(Plan& plan, std::initializer_list<std::pair<int, const void*>> buffers)
   if (scratchpad != plan.args.end())
     scratchpad->second.set_data_handle(thread_scratchpad(scratchpad->second.get_desc().get_size()));
   SingleOmpThread one_thread;
-  if (t_omp > 1) omp_set_num_threads(t_omp);
   dnnl::stream& stream = thread_stream();
   plan.primitive.execute(stream, plan.args);
   stream.wait();
@@ -514,16 +512,21 @@ bool try_matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, co
                  {DNNL_ARG_DST, dst.ptr<float>() + dst_off}});
     }
   };
-  // oneDNN rounds a product differently for different shapes (with a long K
-  // its blocking over K follows M and N), so the chunks are cut by shape
-  // alone, never by thread count. About kMatmulChunkWork multiply-adds each,
-  // as rows: at least a quarter of M (oneDNN's kernels lose 16% at 1024^3 in
-  // chunks of 64 rows) and between kMatmulChunkRows and 8x that; or, with
-  // fewer than 2 * kMatmulChunkRows rows, kMatmulChunkCols columns.
-  const double work = double(m) * double(n) * double(k) * double(batches.numel);
-  static const bool exp = std::getenv("TIDE_EXP") != nullptr;
-  const int64_t wanted = exp ? 1 : static_cast<int64_t>(std::min(work / double(kMatmulChunkWork), 1e6));
-  struct OmpSet { OmpSet(int n) { t_omp = n; } ~OmpSet() { t_omp = 1; } } omp_set(exp && work >= 262144.0 ? get_num_threads() : 1);
+  // oneDNN rounds a product differently for different shapes when K is long
+  // (its blocking over K follows M and N). Up to kMatmulSplitExactK every cut
+  // of rows or columns gives the full product's bits, so the work is cut one
+  // chunk per thread; above it the chunks are cut by shape alone, never by
+  // thread count: about kMatmulChunkWork multiply-adds each, as rows (at least
+  // a quarter of M, as oneDNN's kernels lose 16% at 1024^3 in chunks of 64
+  // rows, and between kMatmulChunkRows and 8x that) or, with fewer than
+  // 2 * kMatmulChunkRows rows, kMatmulChunkCols columns. Narrow products
+  // (N or K of a few) are bound by reading a and writing dst, so that traffic
+  // counts as work too.
+  const double macs = double(m) * double(n) * double(k);
+  const double traffic = 16.0 * (double(m) * double(k) + double(m) * double(n));
+  const double work = std::max(macs, traffic) * double(batches.numel);
+  const bool any_cut_exact = k <= kMatmulSplitExactK;
+  const int64_t wanted = static_cast<int64_t>(std::min(work / double(kMatmulChunkWork), 1e6));
   const bool cut_rows = m >= 2 * kMatmulChunkRows || n < 2 * kMatmulChunkCols;
   const int64_t extent = cut_rows ? m : n;
   int64_t chunk_size = extent;
@@ -537,14 +540,17 @@ bool try_matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, co
   // One batched primitive per chunk when oneDNN accepts the batch strides...
   const LoopPlan<3> none;
   ChunkedJob job;
-  const bool batched =
-      job.plan_fixed(extent, chunk_size, [&](int64_t chunk, int64_t begin, int64_t end) {
-        const int64_t rows = cut_rows ? end - begin : m;
-        const int64_t cols = cut_rows ? n : end - begin;
-        return matmul_plan(make_operand(batches, 1, rows, k, a_row, a_col),
-                           make_operand(batches, 2, k, cols, b_row, b_col),
-                           make_operand(batches, 0, rows, cols, n, 1), has_bias, epilogue, chunk);
-      });
+  auto build = [&](int64_t chunk, int64_t begin, int64_t end) {
+    const int64_t rows = cut_rows ? end - begin : m;
+    const int64_t cols = cut_rows ? n : end - begin;
+    return matmul_plan(make_operand(batches, 1, rows, k, a_row, a_col),
+                       make_operand(batches, 2, k, cols, b_row, b_col),
+                       make_operand(batches, 0, rows, cols, n, 1), has_bias, epilogue, chunk);
+  };
+  const int64_t exact_grain = static_cast<int64_t>(
+      std::ceil(double(kMatmulSplitWork) * double(extent) / std::max(work, 1.0)));
+  const bool batched = any_cut_exact ? job.plan(extent, std::max<int64_t>(exact_grain, 16), build)
+                                     : job.plan_fixed(extent, chunk_size, build);
   if (batched) {
     job.run([&](Plan& plan, int64_t begin, int64_t end) {
       if (cut_rows) {

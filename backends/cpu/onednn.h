@@ -28,6 +28,11 @@ inline constexpr int64_t kMatmulMinWork = 8192;
 inline constexpr int64_t kMatmulChunkWork = int64_t{1} << 19;
 inline constexpr int64_t kMatmulChunkRows = 64;
 inline constexpr int64_t kMatmulChunkCols = 256;
+// Up to this K every cut of a product's rows or columns gives the full
+// product's bits (checked for K of 1 to 256 and cuts into 2 to 16 pieces), so
+// it is cut one chunk per thread, each at least kMatmulSplitWork multiply-adds.
+inline constexpr int64_t kMatmulSplitExactK = 256;
+inline constexpr int64_t kMatmulSplitWork = int64_t{1} << 18;
 inline constexpr int64_t kSoftmaxMinElements = 65536;
 inline constexpr int64_t kSoftmaxMinRow = 256;
 // The thresholds below were measured with bench/bench_onednn.cpp (loops and
