@@ -2,6 +2,7 @@
 // Run through bench/compare.py, which also times PyTorch and prints ratios.
 // Case names are shared with compare.py; keep them in sync.
 #include <benchmark/benchmark.h>
+#include <omp.h>
 
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -56,6 +57,8 @@ void matmul_onednn(benchmark::State& state) {
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
   int64_t n = state.range(0);
+  // Raw oneDNN on its own OpenMP team, of Tide's thread count.
+  omp_set_num_threads(get_num_threads());
   dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   dnnl::stream stream(engine);
   dnnl::memory::desc md({n, n}, dt::f32, tag::ab);

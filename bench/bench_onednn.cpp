@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "backends/backend.h"
@@ -217,7 +218,6 @@ void add_256x64_breakdown() {
   std::printf("  raw oneDNN binary_add, 2 threads             %6.2f\n", us[3]);
   std::printf("  tide::add tensor op (alloc + dispatch + op)  %6.2f\n", us[4]);
   std::printf("  tide::empty 256x64 (allocation alone)        %6.2f\n", us[5]);
-  cpu::sync_omp_threads();
 }
 
 }  // namespace

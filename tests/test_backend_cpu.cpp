@@ -1146,8 +1146,14 @@ void check_matmul(int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool 
 }  // namespace
 
 TEST_CASE("matmul matches a float64 reference", "[backend][matmul]") {
-  // Small sizes take the plain loops, 96x80x72 (> 64^3) takes oneDNN for float32.
-  const int64_t sizes[][3] = {{2, 3, 4}, {17, 9, 13}, {96, 80, 72}, {1, 70, 300}};
+  // Small sizes take the plain loops, 96x80x72 (> 64^3) takes oneDNN for
+  // float32. With K <= 256 oneDNN's work is cut one chunk per thread:
+  // 300x70x200 by rows, 100x700x64 by columns. Above, chunks are cut by shape:
+  // 300x70x600 into 80 rows (the last 60), 100x700x300 into 256 columns (the
+  // last 188), each with its share of the bias.
+  const int64_t sizes[][3] = {{2, 3, 4},      {17, 9, 13},    {96, 80, 72},
+                              {1, 70, 300},   {300, 70, 200}, {100, 700, 64},
+                              {300, 70, 600}, {100, 700, 300}};
   for (auto [m, n, k] : sizes) {
     for (int layout = 0; layout < 4; ++layout) {
       const bool ta = layout & 1, tb = layout & 2;
@@ -1190,15 +1196,37 @@ TEST_CASE("matmul matches a float64 reference", "[backend][matmul]") {
 }
 
 TEST_CASE("matmul results do not depend on the thread count", "[backend][matmul]") {
-  const int64_t shapes[][3] = {{1000, 3, 2000}, {4, 4, 4096}, {256, 256, 256}, {64, 64, 64}};
-  for (auto [m, n, k] : shapes) {
-    Host<float> a = random_host<float>({m, k}, -1, 1, 1), b = random_host<float>({k, n}, -1, 1, 2);
-    Host<float> c1({m, n}), c2({m, n});
+  // With K <= 256 the work is cut one chunk per thread (1, 2 and 3 threads
+  // cut it in different places), above by shape; oneDNN rounds a long-K
+  // product with a transposed a differently for different cuts, so both
+  // layouts of a are checked. Row cuts, column cuts (100 rows, 2000 columns),
+  // a narrow product cut for its memory traffic (N = 3), one chunk, the loops.
+  const int64_t shapes[][3] = {{1000, 3, 2000}, {4, 4, 4096},    {256, 256, 256}, {64, 64, 64},
+                               {100, 2000, 64}, {300, 70, 200},  {4000, 3, 64},   {1000, 64, 256},
+                               {512, 64, 1024}, {100, 2000, 512}};
+  for (auto [m, n, k] : shapes)
+    for (bool ta : {false, true}) {
+      const MatrixArg<float> a = make_matrix<float>(1, m, k, ta, false, 1);
+      const MatrixArg<float> b = make_matrix<float>(1, k, n, false, false, 2);
+      Host<float> c1({1, m, n}), c2({1, m, n}), c3({1, m, n});
+      auto product = [&](Host<float>& c) {
+        backend().matmul(c.view(), a.view, b.view, ArrayView{}, Epilogue::None);
+      };
+      with_threads(1, [&] { product(c1); });
+      with_threads(2, [&] { product(c2); });
+      with_threads(3, [&] { product(c3); });
+      INFO("matmul " << m << "x" << k << " @ " << k << "x" << n << (ta ? ", a transposed" : ""));
+      CHECK(std::memcmp(c1.values.data(), c2.values.data(), c1.values.size() * 4) == 0);
+      CHECK(std::memcmp(c1.values.data(), c3.values.data(), c1.values.size() * 4) == 0);
+    }
+  SECTION("batched") {
+    const Shape as{3, 200, 96}, bs{3, 96, 80}, cs{3, 200, 80};
+    Host<float> a = random_host<float>(as, -1, 1, 3), b = random_host<float>(bs, -1, 1, 4);
+    Host<float> c1(cs), c2(cs);
     with_threads(
         1, [&] { backend().matmul(c1.view(), a.view(), b.view(), ArrayView{}, Epilogue::None); });
     with_threads(
         2, [&] { backend().matmul(c2.view(), a.view(), b.view(), ArrayView{}, Epilogue::None); });
-    INFO("matmul " << m << "x" << k << " @ " << k << "x" << n);
     CHECK(std::memcmp(c1.values.data(), c2.values.data(), c1.values.size() * 4) == 0);
   }
 }

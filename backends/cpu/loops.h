@@ -18,8 +18,6 @@
 //      compiler vectorizes.
 #pragma once
 
-#include <omp.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -27,33 +25,69 @@
 #include "backends/backend.h"
 #include "backends/checks.h"
 #include "backends/cpu/kernel_config.h"
+#include "backends/cpu/thread_pool.h"
 #include "backends/cpu/threads.h"
 
 namespace tide::cpu {
 
-// Below these sizes (in elements) a loop runs on the calling thread: waking an
-// OpenMP team costs about a microsecond, which is more than a cheap loop over
-// this many elements takes.
-inline constexpr int64_t kGrainCheap = 32768;  // add, copy, compare: memory bound
-inline constexpr int64_t kGrainCostly = 4096;  // exp, tanh, erf, pow: compute bound
+// Below these sizes (in elements) a loop runs on the calling thread: handing
+// work to a pool worker costs about 0.3 us (thread_pool.h), which is what a
+// cheap loop over this many elements takes.
+inline constexpr int64_t kGrainCheap = 8192;   // add, copy, compare: memory bound
+inline constexpr int64_t kGrainCostly = 2048;  // exp, tanh, erf, pow: compute bound
 
-// Runs fn(begin, end) over [0, n). Above `grain` elements the range is cut into
-// one contiguous chunk per thread. fn must not throw.
+// The half-open range of chunk `i` when [0, n) is cut into `chunks` nearly
+// equal contiguous pieces (the first n % chunks pieces one longer).
+inline void chunk_range(int64_t n, int64_t chunks, int64_t i, int64_t& begin, int64_t& end) {
+  const int64_t base = n / chunks, extra = n % chunks;
+  begin = i * base + std::min(i, extra);
+  end = begin + base + (i < extra ? 1 : 0);
+}
+
+// How many chunks of at least `grain` elements to cut n into: one per thread
+// at most.
+inline int64_t chunk_count(int64_t n, int64_t grain) {
+  const int64_t by_size = n / std::max<int64_t>(grain, 1);
+  return std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), by_size));
+}
+
+// Runs fn(chunk, begin, end) for each chunk of [0, n), one chunk per thread
+// of Tide's pool (at least `grain` elements each). fn must not throw.
 template <typename Fn>
-void parallel_for(int64_t n, int64_t grain, Fn&& fn) {
-  int threads = get_num_threads();
-  if (n <= grain || threads == 1) {
-    fn(int64_t{0}, n);
+void parallel_chunks(int64_t n, int64_t grain, Fn&& fn) {
+  const int64_t chunks = chunk_count(n, grain);
+  if (chunks == 1) {
+    fn(int64_t{0}, int64_t{0}, n);
     return;
   }
-  sync_omp_threads();
-  int team = static_cast<int>(std::min<int64_t>(threads, (n + grain - 1) / grain));
-#pragma omp parallel num_threads(team)
-  {
-    int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    int64_t begin = n * t / nt, end = n * (t + 1) / nt;
-    if (begin < end) fn(begin, end);
+  // By value: see run_tasks.
+  run_tasks(chunks, [n, fn](int64_t i, int64_t chunks) {
+    int64_t begin, end;
+    chunk_range(n, chunks, i, begin, end);
+    fn(i, begin, end);
+  });
+}
+
+// Runs fn(begin, end) over [0, n) in contiguous chunks, one per thread, each
+// at least `grain` elements. The caller's chunk (the first) is grain / 4
+// longer than the others: the caller starts at once, while a worker starts
+// and reports back a cache-line transfer later each way (thread_pool.h).
+// Chunk boundaries never change a result here: fn writes per element.
+template <typename Fn>
+void parallel_for(int64_t n, int64_t grain, Fn&& fn) {
+  const int64_t chunks = chunk_count(n, grain);
+  if (chunks == 1) {
+    if (n > 0) fn(int64_t{0}, n);
+    return;
   }
+  const int64_t head = std::min(grain / 4, n / chunks);
+  run_tasks(chunks, [n, head, fn](int64_t i, int64_t chunks) {
+    int64_t begin, end;
+    chunk_range(n - head, chunks, i, begin, end);
+    if (i > 0) begin += head;
+    end += head;
+    if (begin < end) fn(begin, end);
+  });
 }
 
 // The iteration space shared by N operands (operand 0 is usually dst), after
@@ -213,7 +247,7 @@ template <typename Out, typename F>
 void map0(const ArrayView& dst, F f, int64_t grain = kGrainCheap) {
   Out* out = dst.ptr<Out>();
   if (dst.is_contiguous()) {
-    parallel_for(dst.numel(), grain, [&](int64_t b, int64_t e) { fill_run(out + b, e - b, f); });
+    parallel_for(dst.numel(), grain, [=](int64_t b, int64_t e) { fill_run(out + b, e - b, f); });
     return;
   }
   const auto plan = make_loop_plan<1>({&dst});
@@ -235,7 +269,7 @@ void map1(const ArrayView& dst, const ArrayView& a, F f, int64_t grain = kGrainC
   const A* pa = a.ptr<A>();
   if (dst.is_contiguous() && a.is_contiguous()) {
     parallel_for(dst.numel(), grain,
-                 [&](int64_t b, int64_t e) { map_run(out + b, pa + b, e - b, f); });
+                 [=](int64_t b, int64_t e) { map_run(out + b, pa + b, e - b, f); });
     return;
   }
   const auto plan = make_loop_plan<2>({&dst, &a});
@@ -265,17 +299,17 @@ void map2(const ArrayView& dst, const ArrayView& a, const ArrayView& b, F f,
     const bool a_flat = a.is_contiguous(), b_flat = b.is_contiguous();
     if (a_flat && b_flat) {
       parallel_for(dst.numel(), grain,
-                   [&](int64_t s, int64_t e) { map_run(out + s, pa + s, pb + s, e - s, f); });
+                   [=](int64_t s, int64_t e) { map_run(out + s, pa + s, pb + s, e - s, f); });
       return;
     }
     if (a_flat && is_broadcast_scalar(b)) {
       parallel_for(dst.numel(), grain,
-                   [&](int64_t s, int64_t e) { map_run_scalar_b(out + s, pa + s, *pb, e - s, f); });
+                   [=](int64_t s, int64_t e) { map_run_scalar_b(out + s, pa + s, *pb, e - s, f); });
       return;
     }
     if (b_flat && is_broadcast_scalar(a)) {
       parallel_for(dst.numel(), grain,
-                   [&](int64_t s, int64_t e) { map_run_scalar_a(out + s, *pa, pb + s, e - s, f); });
+                   [=](int64_t s, int64_t e) { map_run_scalar_a(out + s, *pa, pb + s, e - s, f); });
       return;
     }
   }
@@ -325,7 +359,7 @@ void map3(const ArrayView& dst, const ArrayView& a, const ArrayView& b, const Ar
   const C* pc = c.ptr<C>();
   if (dst.is_contiguous() && a.is_contiguous() && b.is_contiguous() && c.is_contiguous()) {
     parallel_for(dst.numel(), grain,
-                 [&](int64_t s, int64_t e) { map_run(out + s, pa + s, pb + s, pc + s, e - s, f); });
+                 [=](int64_t s, int64_t e) { map_run(out + s, pa + s, pb + s, pc + s, e - s, f); });
     return;
   }
   const auto plan = make_loop_plan<4>({&dst, &a, &b, &c});

@@ -4,8 +4,10 @@
 #include "backends/cpu/onednn.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
+#include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -82,11 +84,11 @@ struct KeyHash {
 
 // A built primitive with one memory object per argument. Each call points
 // the memory objects at the caller's buffers (set_data_handle), which costs
-// far less than creating them (~300 ns each). The scratchpad is the calling
+// far less than creating them (~300 ns each). The scratchpad is the running
 // thread's own buffer (user scratchpad mode): oneDNN's library-managed one
 // (with its default build options) must not be used from a thread other than
-// the one that built the primitive, and any application thread may run a
-// cached plan.
+// the one that built the primitive, and a cached plan runs on whichever
+// application thread or pool worker needs it.
 struct Plan {
   dnnl::primitive primitive;
   std::unordered_map<int, memory> args;
@@ -178,20 +180,84 @@ void* thread_scratchpad(size_t bytes) {
   return buffer.data();
 }
 
-// Points the plan's arguments at the given buffers and runs it with the
-// thread count Tide's own loops use, or one thread for small work.
-void run(Plan& plan, std::initializer_list<std::pair<int, const void*>> buffers,
-         bool small_work = false) {
+// Points the plan's arguments at the given buffers and runs it on this thread
+// alone: callers that want several threads cut the work into chunks, one
+// primitive per chunk, on Tide's pool (parallel_chunks in loops.h).
+void run(Plan& plan, std::initializer_list<std::pair<int, const void*>> buffers) {
   std::lock_guard<std::mutex> lock(plan.mutex);
   for (const auto& [id, data] : buffers) plan.args.at(id).set_data_handle(const_cast<void*>(data));
   auto scratchpad = plan.args.find(DNNL_ARG_SCRATCHPAD);
   if (scratchpad != plan.args.end())
     scratchpad->second.set_data_handle(thread_scratchpad(scratchpad->second.get_desc().get_size()));
-  sync_omp_threads(small_work ? 1 : get_num_threads());
+  SingleOmpThread one_thread;
   dnnl::stream& stream = thread_stream();
   plan.primitive.execute(stream, plan.args);
   stream.wait();
 }
+
+// A job cut into chunks of [0, n), one per thread of Tide's pool (each at
+// least `grain` long; see parallel_chunks in loops.h), with a plan per chunk.
+// The chunk index is part of each plan's key, so two chunks never wait on one
+// plan's mutex. Every plan is built before any chunk runs: if oneDNN declines
+// one, nothing has been written and the caller's loops take over.
+class ChunkedJob {
+ public:
+  static constexpr int64_t kMaxChunks = 64;
+
+  // One chunk per thread, each at least `grain` long: for primitives whose
+  // every output element comes out the same however the work is cut.
+  // build(chunk, begin, end) returns the plan for that chunk (null: none).
+  template <typename Build>
+  bool plan(int64_t n, int64_t grain, Build&& build) {
+    return plan_chunks(n, std::min(chunk_count(n, grain), kMaxChunks), 0, build);
+  }
+
+  // Chunks of `size` (the last one shorter), whatever the thread count: for
+  // primitives whose rounding depends on the shape they are given (matmul).
+  template <typename Build>
+  bool plan_fixed(int64_t n, int64_t size, Build&& build) {
+    size = std::max(size, (n + kMaxChunks - 1) / kMaxChunks);
+    return plan_chunks(n, (n + size - 1) / size, size, build);
+  }
+
+  // Calls body(plan, begin, end) for every chunk, in parallel.
+  template <typename Body>
+  void run(Body&& body) {
+    run_tasks(chunks_, [&](int64_t i, int64_t) {
+      int64_t begin, end;
+      range(i, begin, end);
+      body(*plans_[i], begin, end);
+    });
+  }
+
+ private:
+  template <typename Build>
+  bool plan_chunks(int64_t n, int64_t chunks, int64_t fixed_size, Build&& build) {
+    n_ = n;
+    chunks_ = std::max<int64_t>(chunks, 1);
+    fixed_size_ = fixed_size;
+    for (int64_t i = 0; i < chunks_; ++i) {
+      int64_t begin, end;
+      range(i, begin, end);
+      plans_[i] = build(i, begin, end);
+      if (!plans_[i]) return false;
+    }
+    return true;
+  }
+
+  void range(int64_t i, int64_t& begin, int64_t& end) const {
+    if (fixed_size_ == 0) return chunk_range(n_, chunks_, i, begin, end);
+    begin = i * fixed_size_;
+    end = std::min(n_, begin + fixed_size_);
+  }
+
+  int64_t n_ = 0, chunks_ = 0, fixed_size_ = 0;
+  std::array<PlanPtr, kMaxChunks> plans_;
+};
+
+// Elementwise primitives are cut at multiples of this many elements, so every
+// chunk but the last starts on a 64-byte line and runs whole vectors.
+constexpr int64_t kEltwiseUnit = 16;
 
 enum class Kind : int64_t {
   Eltwise,
@@ -249,9 +315,9 @@ bool eltwise_steps(UnaryOp op, double alpha, EltwiseStep& first, EltwiseStep& se
   }
 }
 
-PlanPtr eltwise_plan(const EltwiseStep& step, int64_t n) {
+PlanPtr eltwise_plan(const EltwiseStep& step, int64_t n, int64_t chunk) {
   Key key;
-  key.add(int64_t(Kind::Eltwise)).add(n).add(int64_t(step.alg));
+  key.add(int64_t(Kind::Eltwise)).add(n).add(chunk).add(int64_t(step.alg));
   key.add(double(step.alpha)).add(double(step.beta));
   return plan_cache().get(key, [&] {
     const memory::desc md({n}, memory::data_type::f32, memory::dims{1});
@@ -262,6 +328,29 @@ PlanPtr eltwise_plan(const EltwiseStep& step, int64_t n) {
   });
 }
 
+// Elements [begin, end) of n, for a chunk [begin, end) of kEltwiseUnit blocks.
+void unit_range(int64_t n, int64_t& begin, int64_t& end) {
+  begin *= kEltwiseUnit;
+  end = std::min(end * kEltwiseUnit, n);
+}
+
+// Plans `step` over n elements, chunked in units of kEltwiseUnit.
+bool plan_eltwise(ChunkedJob& job, const EltwiseStep& step, int64_t n) {
+  const int64_t units = (n + kEltwiseUnit - 1) / kEltwiseUnit;
+  return job.plan(units, kEltwiseMinParallel / kEltwiseUnit,
+                  [&](int64_t chunk, int64_t begin, int64_t end) {
+                    unit_range(n, begin, end);
+                    return eltwise_plan(step, end - begin, chunk);
+                  });
+}
+
+void run_eltwise(ChunkedJob& job, int64_t n, const float* src, float* dst) {
+  job.run([&](Plan& plan, int64_t begin, int64_t end) {
+    unit_range(n, begin, end);
+    run(plan, {{DNNL_ARG_SRC, src + begin}, {DNNL_ARG_DST, dst + begin}});
+  });
+}
+
 }  // namespace
 
 bool try_unary(UnaryOp op, const ArrayView& dst, const ArrayView& src, double alpha, double beta) {
@@ -269,11 +358,11 @@ bool try_unary(UnaryOp op, const ArrayView& dst, const ArrayView& src, double al
   if (!enabled() || !eltwise_steps(op, alpha, first, second)) return false;
   if (!dst.is_contiguous() || !src.is_contiguous()) return false;
   const int64_t n = dst.numel();
-  const PlanPtr plan1 = eltwise_plan(first, n);
-  const PlanPtr plan2 = second.alg != algorithm::undef ? eltwise_plan(second, n) : nullptr;
-  if (!plan1 || (second.alg != algorithm::undef && !plan2)) return false;
-  run(*plan1, {{DNNL_ARG_SRC, src.data}, {DNNL_ARG_DST, dst.data}});
-  if (plan2) run(*plan2, {{DNNL_ARG_SRC, dst.data}, {DNNL_ARG_DST, dst.data}});
+  const bool two_steps = second.alg != algorithm::undef;
+  ChunkedJob job1, job2;
+  if (!plan_eltwise(job1, first, n) || (two_steps && !plan_eltwise(job2, second, n))) return false;
+  run_eltwise(job1, n, src.ptr<const float>(), dst.ptr<float>());
+  if (two_steps) run_eltwise(job2, n, dst.ptr<float>(), dst.ptr<float>());
   return true;
 }
 
@@ -362,9 +451,9 @@ void add_post_ops(Epilogue epilogue, dnnl::post_ops& ops) {
 }
 
 PlanPtr matmul_plan(const Operand& a, const Operand& b, const Operand& dst, bool has_bias,
-                    Epilogue epilogue) {
+                    Epilogue epilogue, int64_t chunk) {
   Key key;
-  key.add(int64_t(Kind::Matmul));
+  key.add(int64_t(Kind::Matmul)).add(chunk);
   a.add_to(key);
   b.add_to(key);
   dst.add_to(key);
@@ -411,48 +500,86 @@ bool try_matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, co
     batches.numel *= dst.shape[d];
   }
   const bool has_bias = bias.data != nullptr;
-  // Below this many multiply-adds one thread finishes before a second would
-  // have woken up (~1 us at ~150 GFLOP/s per core).
-  const bool small =
-      double(m) * double(n) * double(k) * double(batches.numel) < double(kMatmulMinParallelWork);
-  auto run_at = [&](Plan& plan, int64_t dst_off, int64_t a_off, int64_t b_off) {
-    const float* bias_data = has_bias ? bias.ptr<float>() : nullptr;
+  const float* bias_data = has_bias ? bias.ptr<const float>() : nullptr;
+  auto run_at = [&](Plan& plan, int64_t dst_off, int64_t a_off, int64_t b_off, int64_t bias_off) {
     if (has_bias) {
-      run(plan,
-          {{DNNL_ARG_SRC, a.ptr<float>() + a_off},
-           {DNNL_ARG_WEIGHTS, b.ptr<float>() + b_off},
-           {DNNL_ARG_BIAS, bias_data},
-           {DNNL_ARG_DST, dst.ptr<float>() + dst_off}},
-          small);
+      run(plan, {{DNNL_ARG_SRC, a.ptr<const float>() + a_off},
+                 {DNNL_ARG_WEIGHTS, b.ptr<const float>() + b_off},
+                 {DNNL_ARG_BIAS, bias_data + bias_off},
+                 {DNNL_ARG_DST, dst.ptr<float>() + dst_off}});
     } else {
-      run(plan,
-          {{DNNL_ARG_SRC, a.ptr<float>() + a_off},
-           {DNNL_ARG_WEIGHTS, b.ptr<float>() + b_off},
-           {DNNL_ARG_DST, dst.ptr<float>() + dst_off}},
-          small);
+      run(plan, {{DNNL_ARG_SRC, a.ptr<const float>() + a_off},
+                 {DNNL_ARG_WEIGHTS, b.ptr<const float>() + b_off},
+                 {DNNL_ARG_DST, dst.ptr<float>() + dst_off}});
     }
   };
+  // oneDNN rounds a product differently for different shapes when K is long
+  // (its blocking over K follows M and N). Up to kMatmulSplitExactK every cut
+  // of rows or columns gives the full product's bits, so the work is cut one
+  // chunk per thread; above it the chunks are cut by shape alone, never by
+  // thread count: about kMatmulChunkWork multiply-adds each, as rows (at least
+  // a quarter of M, as oneDNN's kernels lose 16% at 1024^3 in chunks of 64
+  // rows, and between kMatmulChunkRows and 8x that) or, with fewer than
+  // 2 * kMatmulChunkRows rows, kMatmulChunkCols columns. Narrow products
+  // (N or K of a few) are bound by reading a and writing dst, so that traffic
+  // counts as work too.
+  const double macs = double(m) * double(n) * double(k);
+  const double traffic = 16.0 * (double(m) * double(k) + double(m) * double(n));
+  const double work = std::max(macs, traffic) * double(batches.numel);
+  const bool any_cut_exact = k <= kMatmulSplitExactK;
+  const int64_t wanted = static_cast<int64_t>(std::min(work / double(kMatmulChunkWork), 1e6));
+  const bool cut_rows = m >= 2 * kMatmulChunkRows || n < 2 * kMatmulChunkCols;
+  const int64_t extent = cut_rows ? m : n;
+  int64_t chunk_size = extent;
+  if (wanted >= 2 && cut_rows) {
+    const int64_t rows = std::max((m + wanted - 1) / wanted, m / 4);
+    chunk_size = std::clamp((rows + 15) / 16 * 16, kMatmulChunkRows, 8 * kMatmulChunkRows);
+  } else if (wanted >= 2) {
+    chunk_size = kMatmulChunkCols;
+  }
 
-  // One batched primitive when oneDNN accepts the batch strides...
-  const PlanPtr batched = matmul_plan(make_operand(batches, 1, m, k, a_row, a_col),
-                                      make_operand(batches, 2, k, n, b_row, b_col),
-                                      make_operand(batches, 0, m, n, n, 1), has_bias, epilogue);
+  // One batched primitive per chunk when oneDNN accepts the batch strides...
+  const LoopPlan<3> none;
+  ChunkedJob job;
+  auto build = [&](int64_t chunk, int64_t begin, int64_t end) {
+    const int64_t rows = cut_rows ? end - begin : m;
+    const int64_t cols = cut_rows ? n : end - begin;
+    return matmul_plan(make_operand(batches, 1, rows, k, a_row, a_col),
+                       make_operand(batches, 2, k, cols, b_row, b_col),
+                       make_operand(batches, 0, rows, cols, n, 1), has_bias, epilogue, chunk);
+  };
+  const int64_t exact_grain = static_cast<int64_t>(
+      std::ceil(double(kMatmulSplitWork) * double(extent) / std::max(work, 1.0)));
+  const bool batched = any_cut_exact ? job.plan(extent, std::max<int64_t>(exact_grain, 16), build)
+                                     : job.plan_fixed(extent, chunk_size, build);
   if (batched) {
-    run_at(*batched, 0, 0, 0);
+    job.run([&](Plan& plan, int64_t begin, int64_t end) {
+      if (cut_rows) {
+        run_at(plan, begin * n, begin * a_row, 0, 0);
+      } else {
+        run_at(plan, begin, 0, begin * b_col, begin);
+      }
+    });
     return true;
   }
   if (batches.rank == 0) return false;
-  // ...else one 2-D primitive, run batch by batch.
-  const LoopPlan<3> none;
-  const PlanPtr single = matmul_plan(make_operand(none, 1, m, k, a_row, a_col),
-                                     make_operand(none, 2, k, n, b_row, b_col),
-                                     make_operand(none, 0, m, n, n, 1), has_bias, epilogue);
-  if (!single) return false;
-  for (int64_t i = 0; i < batches.numel; ++i) {
-    int64_t off[3];
-    offsets_at(batches, i, off);
-    run_at(*single, off[0], off[1], off[2]);
-  }
+  // ...else one 2-D primitive per matrix, the chunks cutting the batch.
+  const int64_t per_chunk =
+      wanted >= 2 ? std::max<int64_t>(1, kMatmulChunkWork / std::max<int64_t>(1, m * n * k))
+                  : batches.numel;
+  if (!job.plan_fixed(batches.numel, per_chunk, [&](int64_t chunk, int64_t, int64_t) {
+        return matmul_plan(make_operand(none, 1, m, k, a_row, a_col),
+                           make_operand(none, 2, k, n, b_row, b_col),
+                           make_operand(none, 0, m, n, n, 1), has_bias, epilogue, chunk);
+      }))
+    return false;
+  job.run([&](Plan& plan, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      int64_t off[3];
+      offsets_at(batches, i, off);
+      run_at(plan, off[0], off[1], off[2], 0);
+    }
+  });
   return true;
 }
 
@@ -465,16 +592,27 @@ bool try_softmax(const ArrayView& dst, const ArrayView& src, bool log) {
   const int64_t row = src.rank() == 0 ? 1 : src.shape[src.rank() - 1];
   if (!enabled() || n < kSoftmaxMinElements || row < kSoftmaxMinRow) return false;
   const algorithm alg = log ? algorithm::softmax_log : algorithm::softmax_accurate;
-  Key key;
-  key.add(int64_t(Kind::Softmax)).add(n / row).add(row).add(int64_t(alg));
-  const PlanPtr plan = plan_cache().get(key, [&] {
-    const memory::desc md({n / row, row}, memory::data_type::f32, memory::dims{row, 1});
-    dnnl::softmax_v2_forward::desc desc(dnnl::prop_kind::forward_inference, alg, md, md, 1);
-    dnnl::softmax_v2_forward::primitive_desc pd(desc, plan_attr(), cpu_engine());
-    return make_plan(pd, {{DNNL_ARG_SRC, md}, {DNNL_ARG_DST, md}});
+  ChunkedJob job;  // chunks of whole rows
+  const int64_t rows = n / row;
+  if (!job.plan(rows, (kEltwiseMinParallel + row - 1) / row,
+                [&](int64_t chunk, int64_t begin, int64_t end) {
+                  Key key;
+                  key.add(int64_t(Kind::Softmax)).add(end - begin).add(row).add(chunk);
+                  key.add(int64_t(alg));
+                  return plan_cache().get(key, [&] {
+                    const memory::desc md({end - begin, row}, memory::data_type::f32,
+                                          memory::dims{row, 1});
+                    dnnl::softmax_v2_forward::desc desc(dnnl::prop_kind::forward_inference, alg, md,
+                                                        md, 1);
+                    dnnl::softmax_v2_forward::primitive_desc pd(desc, plan_attr(), cpu_engine());
+                    return make_plan(pd, {{DNNL_ARG_SRC, md}, {DNNL_ARG_DST, md}});
+                  });
+                }))
+    return false;
+  job.run([&](Plan& plan, int64_t begin, int64_t) {
+    run(plan, {{DNNL_ARG_SRC, src.ptr<const float>() + begin * row},
+               {DNNL_ARG_DST, dst.ptr<float>() + begin * row}});
   });
-  if (!plan) return false;
-  run(*plan, {{DNNL_ARG_SRC, src.data}, {DNNL_ARG_DST, dst.data}});
   return true;
 }
 
@@ -554,8 +692,8 @@ bool try_binary(BinaryOp op, const ArrayView& dst, const ArrayView& a, const Arr
     return make_plan(pd, {{DNNL_ARG_SRC_0, md0}, {DNNL_ARG_SRC_1, md1}, {DNNL_ARG_DST, dst_md}});
   });
   if (!plan) return false;
-  run(*plan, {{DNNL_ARG_SRC_0, data0}, {DNNL_ARG_SRC_1, data1}, {DNNL_ARG_DST, dst.data}},
-      loop.numel < kBinaryMinParallel);
+  // One primitive on the calling thread: this path is not routed (onednn.h).
+  run(*plan, {{DNNL_ARG_SRC_0, data0}, {DNNL_ARG_SRC_1, data1}, {DNNL_ARG_DST, dst.data}});
   return true;
 }
 
@@ -587,24 +725,34 @@ bool try_eltwise_backward(BinaryOp op, const ArrayView& grad_src, const ArrayVie
   if (!enabled() || alg == algorithm::undef) return false;
   if (!grad_src.is_contiguous() || !grad_dst.is_contiguous() || !x.is_contiguous()) return false;
   const int64_t n = grad_src.numel();
-  Key key;
-  key.add(int64_t(Kind::EltwiseBackward)).add(n).add(int64_t(alg));
-  const PlanPtr plan = plan_cache().get(key, [&] {
-    const memory::desc md({n}, memory::data_type::f32, memory::dims{1});
-    // oneDNN 2.6 builds a backward primitive from a forward one (its "hint").
-    dnnl::eltwise_forward::primitive_desc hint(
-        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg, md, 0.f, 0.f),
-        cpu_engine());
-    dnnl::eltwise_backward::primitive_desc pd(dnnl::eltwise_backward::desc(alg, md, md, 0.f, 0.f),
-                                              plan_attr(), cpu_engine(), hint);
-    return make_plan(pd, {{DNNL_ARG_SRC, md}, {DNNL_ARG_DIFF_DST, md}, {DNNL_ARG_DIFF_SRC, md}});
+  ChunkedJob job;
+  if (!job.plan((n + kEltwiseUnit - 1) / kEltwiseUnit, kEltwiseMinParallel / kEltwiseUnit,
+                [&](int64_t chunk, int64_t begin, int64_t end) {
+                  unit_range(n, begin, end);
+                  const int64_t size = end - begin;
+                  Key key;
+                  key.add(int64_t(Kind::EltwiseBackward)).add(size).add(chunk).add(int64_t(alg));
+                  return plan_cache().get(key, [&] {
+                    const memory::desc md({size}, memory::data_type::f32, memory::dims{1});
+                    // oneDNN 2.6 builds a backward primitive from a forward one (its "hint").
+                    dnnl::eltwise_forward::primitive_desc hint(
+                        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg, md, 0.f,
+                                                    0.f),
+                        cpu_engine());
+                    dnnl::eltwise_backward::primitive_desc pd(
+                        dnnl::eltwise_backward::desc(alg, md, md, 0.f, 0.f), plan_attr(),
+                        cpu_engine(), hint);
+                    return make_plan(
+                        pd, {{DNNL_ARG_SRC, md}, {DNNL_ARG_DIFF_DST, md}, {DNNL_ARG_DIFF_SRC, md}});
+                  });
+                }))
+    return false;
+  job.run([&](Plan& plan, int64_t begin, int64_t end) {
+    unit_range(n, begin, end);
+    run(plan, {{DNNL_ARG_SRC, x.ptr<const float>() + begin},
+               {DNNL_ARG_DIFF_DST, grad_dst.ptr<const float>() + begin},
+               {DNNL_ARG_DIFF_SRC, grad_src.ptr<float>() + begin}});
   });
-  if (!plan) return false;
-  run(*plan,
-      {{DNNL_ARG_SRC, x.data},
-       {DNNL_ARG_DIFF_DST, grad_dst.data},
-       {DNNL_ARG_DIFF_SRC, grad_src.data}},
-      n < kEltwiseMinParallel);
   return true;
 }
 
@@ -660,28 +808,36 @@ bool try_layer_norm(const ArrayView& dst, const ArrayView& mean, const ArrayView
   const bool has_weight = weight.data != nullptr, has_bias = bias.data != nullptr;
   const float eps_f = static_cast<float>(eps);
   const auto flags = layer_norm_flags(has_weight, has_bias);
-  Key key;
-  key.add(int64_t(Kind::LayerNorm)).add(shape.rows).add(shape.length).add(int64_t(flags));
-  key.add(double(eps_f));
-  const PlanPtr plan = plan_cache().get(key, [&] {
-    const auto pd = layer_norm_forward_pd(shape, eps_f, flags);
-    return make_plan(pd, {{DNNL_ARG_SRC, shape.data()},
-                          {DNNL_ARG_DST, shape.data()},
-                          {DNNL_ARG_MEAN, shape.stats()},
-                          {DNNL_ARG_VARIANCE, shape.stats()},
-                          {DNNL_ARG_SCALE, shape.params()},
-                          {DNNL_ARG_SHIFT, shape.params()}});
+  ChunkedJob job;  // chunks of whole rows
+  if (!job.plan(shape.rows, (kEltwiseMinParallel + shape.length - 1) / shape.length,
+                [&](int64_t chunk, int64_t begin, int64_t end) {
+                  const LayerNormShape part{end - begin, shape.length};
+                  Key key;
+                  key.add(int64_t(Kind::LayerNorm)).add(part.rows).add(part.length).add(chunk);
+                  key.add(int64_t(flags)).add(double(eps_f));
+                  return plan_cache().get(key, [&] {
+                    const auto pd = layer_norm_forward_pd(part, eps_f, flags);
+                    return make_plan(pd, {{DNNL_ARG_SRC, part.data()},
+                                          {DNNL_ARG_DST, part.data()},
+                                          {DNNL_ARG_MEAN, part.stats()},
+                                          {DNNL_ARG_VARIANCE, part.stats()},
+                                          {DNNL_ARG_SCALE, part.params()},
+                                          {DNNL_ARG_SHIFT, part.params()}});
+                  });
+                }))
+    return false;
+  job.run([&](Plan& plan, int64_t begin, int64_t end) {
+    const int64_t offset = begin * shape.length;
+    float* r = rstd.ptr<float>();
+    // oneDNN writes the variance; rstd's buffer holds it until converted below.
+    run(plan, {{DNNL_ARG_SRC, x.ptr<const float>() + offset},
+               {DNNL_ARG_DST, dst.ptr<float>() + offset},
+               {DNNL_ARG_MEAN, mean.ptr<float>() + begin},
+               {DNNL_ARG_VARIANCE, r + begin},
+               {DNNL_ARG_SCALE, weight.data},
+               {DNNL_ARG_SHIFT, bias.data}});
+    for (int64_t i = begin; i < end; ++i) r[i] = 1.f / std::sqrt(r[i] + eps_f);
   });
-  if (!plan) return false;
-  // oneDNN writes the variance; rstd's buffer holds it until converted below.
-  run(*plan, {{DNNL_ARG_SRC, x.data},
-              {DNNL_ARG_DST, dst.data},
-              {DNNL_ARG_MEAN, mean.data},
-              {DNNL_ARG_VARIANCE, rstd.data},
-              {DNNL_ARG_SCALE, weight.data},
-              {DNNL_ARG_SHIFT, bias.data}});
-  float* r = rstd.ptr<float>();
-  for (int64_t i = 0; i < shape.rows; ++i) r[i] = 1.f / std::sqrt(r[i] + eps_f);
   return true;
 }
 

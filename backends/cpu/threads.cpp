@@ -25,9 +25,6 @@ std::atomic<int>& requested_threads() {
   return n;
 }
 
-// What this application thread last passed to omp_set_num_threads (0: never).
-thread_local int t_applied_threads = 0;
-
 }  // namespace
 
 void set_num_threads(int n) {
@@ -41,12 +38,12 @@ int get_num_threads() {
 
 namespace cpu {
 
-void sync_omp_threads(int limit) {
-  int n = std::min(get_num_threads(), std::max(limit, 1));
-  if (t_applied_threads != n) {
-    omp_set_num_threads(n);
-    t_applied_threads = n;
-  }
+SingleOmpThread::SingleOmpThread() : saved_(omp_get_max_threads()) {
+  if (saved_ != 1) omp_set_num_threads(1);
+}
+
+SingleOmpThread::~SingleOmpThread() {
+  if (saved_ != 1) omp_set_num_threads(saved_);
 }
 
 }  // namespace cpu
