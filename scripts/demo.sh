@@ -22,10 +22,6 @@ cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$BUILD_DIR" -j "$JOBS" --target "$DEMO_TARGET"
 TIDE="$BUILD_DIR/tools/tide"
 mkdir -p "$OUT"
-# Idle OpenMP threads sleep instead of spinning: the demo's ops are small, and
-# spinning threads waste a shared machine's cores (OpenMP's own default
-# otherwise; set OMP_WAIT_POLICY to override).
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 start=$SECONDS
 step() { echo; echo "\$ tide $*"; "$TIDE" "$@"; }

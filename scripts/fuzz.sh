@@ -43,7 +43,7 @@ cmake --build "$BUILD_DIR" -j "$JOBS" --target "${TARGETS[@]/#/fuzz_}"
 
 export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:print_stacktrace=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-# The Tide libraries run single-threaded here: no OpenMP team per input.
+# The Tide libraries run single-threaded here: no pool workers per input.
 export TIDE_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 # The largest input per target: big enough for every seed's structure (the

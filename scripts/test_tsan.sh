@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Builds Tide with ThreadSanitizer in its own build directory and runs the
-# threaded tests under it: several std::threads sampling and computing exact
-# log-likelihoods with one shared model (tests/test_concurrency.cpp), the
-# oneDNN plan cache hit from concurrent callers, and a plan built on one thread
-# run from two others (tests/test_backend_cpu.cpp).
+# threaded tests under it: Tide's CPU thread pool (tests/test_thread_pool.cpp),
+# several std::threads sampling and computing exact log-likelihoods with one
+# shared model (tests/test_concurrency.cpp), the oneDNN plan cache hit from
+# concurrent callers, a plan built on one thread run from two others, and
+# matmuls cut into chunks on the pool (tests/test_backend_cpu.cpp).
 # Any TSan report fails the run.
 #
 #   ./scripts/test_tsan.sh
 #
-# The kernels run with one OpenMP thread (TIDE_NUM_THREADS=1,
-# OMP_NUM_THREADS=1): Debian's libgomp is not built with TSan, so TSan cannot
-# see the synchronisation in its thread pool and reports races between the
-# pool's threads that are not there. With one OpenMP thread every parallel
-# region runs on the application thread that opened it, so the only threads
-# are the test's own, and every report is about Tide.
+# The kernels run on Tide's pool with two threads (TIDE_NUM_THREADS=2): its
+# workers are plain std::threads synchronised through instrumented atomics,
+# so TSan sees every hand-off. oneDNN runs with one OpenMP thread inside the
+# pool's tasks, so Debian's libgomp (not built with TSan, whose own
+# synchronisation TSan cannot see) never starts a team.
 #
 # Built with clang (CXX, default clang++): with GCC 12's libtsan the
 # instrumented shared libraries crash while the dynamic loader relocates them
@@ -36,9 +36,11 @@ cmake -S . -B "$BUILD_DIR" -DCMAKE_CXX_COMPILER="${CXX:-clang++}" \
 cmake --build "$BUILD_DIR" -j "$JOBS" --target tide_tsan_tests
 
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
-export TIDE_NUM_THREADS=1 OMP_NUM_THREADS=1
+export TIDE_NUM_THREADS=2
 tests="$BUILD_DIR/tests/tide_tsan_tests"
+"$tests" "[threads]"
 "$tests" "[concurrency]"
 "$tests" "oneDNN plans: bounded cache*"
 "$tests" "oneDNN plans built on one thread*"
+"$tests" "matmul results do not depend on the thread count"
 echo "test_tsan.sh: no ThreadSanitizer report"

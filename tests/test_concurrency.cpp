@@ -3,7 +3,8 @@
 // computations run on one thread.
 //
 // A VelocityMLP in eval mode is read-only during inference, but the threads
-// still share process-wide state underneath: the oneDNN plan cache, OpenMP's
+// still share process-wide state underneath: the oneDNN plan cache, the CPU
+// thread pool (one job at a time; other callers run inline), OpenMP's
 // per-thread settings, autograd's grad mode and the parameters' autograd
 // bookkeeping (every graph recorded through a parameter links to its
 // gradient sink). Any race there shows up as a wrong or differing result

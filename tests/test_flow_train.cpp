@@ -555,10 +555,8 @@ TEST_CASE("train_cfm learns the closed-form CondOT marginal velocity of Gaussian
 // Configuration (found by a sweep; KL 0.04-0.06 over three seeds): width 256,
 // 3 hidden layers, batch 256, 4000 steps, Adam lr 2e-3 with cosine decay.
 TEST_CASE("train_cfm on 8gaussians reaches KL(p_data || p_model) <= 0.1 nats", "[flow][train]") {
-  // WORKAROUND (backend, not this test's subject): on a loaded 2-core machine
-  // the CPU backend's 2-thread kernels make these small matmuls 3-5x slower
-  // than one thread (OpenMP barriers wait for a descheduled thread), which
-  // turns this ~20 s test into minutes.
+  // One thread: CTest runs two tests at a time on the 2-core CI machine, and
+  // this long test then runs steadily on one core instead of sharing both.
   struct ThreadGuard {
     int saved = get_num_threads();
     ThreadGuard() { set_num_threads(1); }

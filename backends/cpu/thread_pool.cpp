@@ -19,11 +19,13 @@ namespace tide::cpu {
 
 namespace {
 
-// How long an idle worker keeps spinning before it sleeps. Ops of one model
-// step follow each other within microseconds, so this keeps the workers awake
-// through a training or sampling loop, and costs at most this much CPU time
-// after the last op.
-constexpr auto kSpinTime = std::chrono::microseconds(2000);
+// How long an idle worker keeps spinning before it sleeps: $TIDE_SPIN_US
+// microseconds, default kDefaultSpinUs. Ops of one model step follow each
+// other within microseconds, so spinning keeps the workers awake through a
+// training or sampling loop, and costs at most this much CPU time after the
+// last op. 0 sends them to sleep at once (for machines shared with other
+// busy processes): each job then costs its caller a wake-up call (~2 us).
+constexpr int kDefaultSpinUs = 2000;
 
 void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -53,6 +55,11 @@ struct JobWord {
 
 class ThreadPool {
  public:
+  // Reads $TIDE_SPIN_US on the thread that first uses the pool, so a bad
+  // value reaches that caller as a tide::Error.
+  ThreadPool()
+      : spin_time_(std::chrono::microseconds(cpu::env_int("TIDE_SPIN_US", 0, kDefaultSpinUs))) {}
+
   // Runs the job with the pool, or returns false if another thread holds it.
   bool try_run(int64_t tasks, const detail::Job& job) {
     if (busy_.exchange(true, std::memory_order_acquire)) return false;
@@ -145,8 +152,8 @@ class ThreadPool {
 
   // Returns the generation of a job newer than `seen`: spins, then sleeps.
   uint32_t wait_for_job(uint32_t seen) {
-    const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
-    for (int spins = 1;; ++spins) {
+    const auto deadline = std::chrono::steady_clock::now() + spin_time_;
+    for (int spins = 1; spin_time_.count() > 0; ++spins) {
       const uint32_t generation = JobWord::generation(word_.load(std::memory_order_acquire));
       if (generation != seen) return generation;
       cpu_relax();
@@ -165,6 +172,7 @@ class ThreadPool {
 
   // The published job, in one cache line. Workers read job_ only after
   // claiming a task.
+  const std::chrono::microseconds spin_time_;
   alignas(64) std::atomic<uint64_t> word_{0};
   detail::Job job_{};
   alignas(64) std::atomic<int64_t> finished_{0};

@@ -19,7 +19,8 @@
 // Which thread runs which task never changes a result: callers cut the work
 // into tasks by size alone, and every task writes its own outputs.
 //
-// An idle worker spins for kSpinTime, then sleeps on a condition variable.
+// An idle worker spins for $TIDE_SPIN_US microseconds (default 2000), then
+// sleeps on a condition variable.
 #pragma once
 
 #include <cstdint>

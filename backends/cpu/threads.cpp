@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <climits>
 #include <cstdlib>
 
 #include "backends/types.h"
@@ -13,11 +15,7 @@ namespace tide {
 namespace {
 
 int initial_num_threads() {
-  if (const char* env = std::getenv("TIDE_NUM_THREADS")) {
-    int n = std::atoi(env);
-    if (n >= 1) return n;
-  }
-  return omp_get_max_threads();
+  return cpu::env_int("TIDE_NUM_THREADS", 1, omp_get_max_threads());
 }
 
 std::atomic<int>& requested_threads() {
@@ -37,6 +35,17 @@ int get_num_threads() {
 }
 
 namespace cpu {
+
+int env_int(const char* name, int min, int fallback) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == '\0') return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const long value = std::strtol(env, &end, 10);
+  TIDE_CHECK(*end == '\0' && errno == 0 && value >= min && value <= INT_MAX,
+             "{}: expected a whole number from {} to {}, got '{}'", name, min, INT_MAX, env);
+  return static_cast<int>(value);
+}
 
 SingleOmpThread::SingleOmpThread() : saved_(omp_get_max_threads()) {
   if (saved_ != 1) omp_set_num_threads(1);

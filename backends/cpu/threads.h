@@ -5,12 +5,17 @@
 namespace tide {
 
 // Sets the thread count for every later CPU op, on every application thread.
-// n < 1 is an error. The default is $TIDE_NUM_THREADS if set, else OpenMP's
-// default ($OMP_NUM_THREADS, else the number of cores).
+// n < 1 is an error. The default is $TIDE_NUM_THREADS if set (anything but a
+// whole number >= 1 there is an error), else OpenMP's default
+// ($OMP_NUM_THREADS, else the number of cores).
 void set_num_threads(int n);
 int get_num_threads();
 
 namespace cpu {
+
+// The environment variable `name` as an int >= min, or `fallback` when it is
+// unset or empty; anything else throws tide::Error naming the variable.
+int env_int(const char* name, int min, int fallback);
 
 // Tide's threads are its own pool (thread_pool.h); oneDNN, built on OpenMP,
 // must not start a team of its own. OpenMP's thread count is a per-thread

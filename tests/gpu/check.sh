@@ -54,8 +54,6 @@ if [ "$CPU_MODE" = 1 ]; then
   DEVICE=cpu
   WITH_CUDA=${TIDE_GPU_CHECK_WITH_CUDA:-OFF}
   BENCH_FLAG=--quick
-  # Thousands of small ops on a possibly busy machine: no spinning OpenMP threads.
-  export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
   echo "check.sh: CPU mode: the GPU check's steps on the CPU (tests this script, measures nothing)"
 else
   DEVICE=cuda
