@@ -22,17 +22,18 @@ namespace tide::cpu::onednn {
 // Softmax: in elements, and rows must be at least kSoftmaxMinRow long.
 inline constexpr int64_t kEltwiseMinElements = 8192;
 inline constexpr int64_t kMatmulMinWork = 8192;
-// Matmul chunks (onednn.cpp): about kMatmulChunkWork multiply-adds each, as
-// rows (64 to 512, at least M / 4) or, for M < 128, 256 columns; cut by shape
-// alone, so results do not depend on the thread count.
+// Matmul chunks (onednn.cpp). Up to K = kMatmulSplitExactK every cut of a
+// product's rows or columns gives the full product's bits (checked for K of 1
+// to 256, plain and transposed operands, cuts into 2 to 16 pieces), so it is
+// cut one chunk per thread, each at least kMatmulSplitWork multiply-adds.
+// Longer products are cut by shape alone, so that results do not depend on
+// the thread count: about kMatmulChunkWork multiply-adds per chunk, as rows
+// (64 to 512, at least M / 4) or, for M < 128, 256 columns.
+inline constexpr int64_t kMatmulSplitExactK = 256;
+inline constexpr int64_t kMatmulSplitWork = int64_t{1} << 18;
 inline constexpr int64_t kMatmulChunkWork = int64_t{1} << 19;
 inline constexpr int64_t kMatmulChunkRows = 64;
 inline constexpr int64_t kMatmulChunkCols = 256;
-// Up to this K every cut of a product's rows or columns gives the full
-// product's bits (checked for K of 1 to 256 and cuts into 2 to 16 pieces), so
-// it is cut one chunk per thread, each at least kMatmulSplitWork multiply-adds.
-inline constexpr int64_t kMatmulSplitExactK = 256;
-inline constexpr int64_t kMatmulSplitWork = int64_t{1} << 18;
 inline constexpr int64_t kSoftmaxMinElements = 65536;
 inline constexpr int64_t kSoftmaxMinRow = 256;
 // The thresholds below were measured with bench/bench_onednn.cpp (loops and
@@ -49,7 +50,7 @@ inline constexpr int64_t kEltwiseBackwardMinElements = 8192;
 inline constexpr int64_t kLayerNormMinElements = 65536;
 // Every primitive runs on one thread; larger work is cut into chunks, one
 // primitive per chunk on Tide's pool (thread_pool.h), of at least this many
-// elements (eltwise, softmax, layer norm) or multiply-adds (matmul).
+// elements (eltwise, softmax, layer norm; matmul: see above).
 inline constexpr int64_t kEltwiseMinParallel = 4096;
 
 // Implemented and tested but not routed, because the loops are as fast or
