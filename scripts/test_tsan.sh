@@ -17,7 +17,10 @@
 #
 # Built with clang (CXX, default clang++): with GCC 12's libtsan the
 # instrumented shared libraries crash while the dynamic loader relocates them
-# (Debian 12, kernel 6.x), before any test runs.
+# (Debian 12, kernel 6.x), before any test runs. Clang's -fopenmp would link
+# LLVM's libomp beside the libgomp that oneDNN needs: two OpenMP runtimes in
+# one process, and TSan reports libomp's uninstrumented per-thread set-up as
+# races. So the build uses libgomp, as a GCC build does.
 #
 # Environment: TIDE_TSAN_BUILD_DIR (default build-tsan), TIDE_JOBS (parallel
 # compile jobs, default: CPU count), CXX.
@@ -31,6 +34,8 @@ JOBS=${TIDE_JOBS:-$(nproc)}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_CXX_COMPILER="${CXX:-clang++}" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
   -DTIDE_SANITIZE=thread \
+  -DOpenMP_CXX_FLAGS=-fopenmp=libgomp -DOpenMP_CXX_LIB_NAMES=gomp \
+  -DOpenMP_gomp_LIBRARY=/usr/lib/x86_64-linux-gnu/libgomp.so.1 \
   -DTIDE_WITH_CUDA=OFF -DTIDE_BUILD_TESTS=ON -DTIDE_BUILD_BENCH=OFF -DTIDE_BUILD_EXAMPLES=OFF
 # Only the libraries and the threaded tests (tests/CMakeLists.txt).
 cmake --build "$BUILD_DIR" -j "$JOBS" --target tide_tsan_tests
