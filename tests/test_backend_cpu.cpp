@@ -1,13 +1,16 @@
 // Tests for the CPU backend, calling the primitives directly with ArrayViews
 // over host vectors. Every result is compared with an independent float64
 // reference (closed forms, plain loops or central differences) written here.
+#include <unistd.h>
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <numeric>
@@ -403,6 +406,34 @@ TEST_CASE("allocate is aligned and reports impossible sizes", "[backend]") {
   } catch (const Error& e) {
     CHECK_THAT(e.what(), Catch::Contains("allocate: cannot allocate 1152921504606846976 bytes"));
     CHECK_THAT(e.what(), Catch::Contains("GiB) on cpu"));
+  }
+  {
+    // Less than the machine's memory but more than is available now (Linux
+    // would overcommit it and kill the process when the pages are touched).
+    const size_t physical = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
+    std::ifstream meminfo("/proc/meminfo");
+    std::string line;
+    size_t available = 0;
+    while (std::getline(meminfo, line)) {
+      unsigned long long kib = 0;
+      if (std::sscanf(line.c_str(), "MemAvailable: %llu kB", &kib) == 1) available += kib * 1024;
+      if (std::sscanf(line.c_str(), "SwapFree: %llu kB", &kib) == 1) available += kib * 1024;
+    }
+    const size_t request = available + (size_t{256} << 20);
+    if (available > 0 && request < physical) {
+      const size_t in_use = backend().memory_stats().bytes_in_use;
+      try {
+        backend().allocate(request);
+        FAIL("expected tide::Error for " << request << " bytes");
+      } catch (const Error& e) {
+        CHECK_THAT(e.what(),
+                   Catch::Contains("allocate: cannot allocate " + std::to_string(request)));
+        CHECK_THAT(e.what(), Catch::Contains("GiB of memory available"));
+      }
+      CHECK(backend().memory_stats().bytes_in_use == in_use);
+    } else {
+      WARN("available-memory check skipped: " << available << " bytes available of " << physical);
+    }
   }
   std::vector<char> host(100, 7), back(100, 0);
   void* p = backend().allocate(100);
@@ -1151,9 +1182,8 @@ TEST_CASE("matmul matches a float64 reference", "[backend][matmul]") {
   // 300x70x200 by rows, 100x700x64 by columns. Above, chunks are cut by shape:
   // 300x70x600 into 80 rows (the last 60), 100x700x300 into 256 columns (the
   // last 188), each with its share of the bias.
-  const int64_t sizes[][3] = {{2, 3, 4},      {17, 9, 13},    {96, 80, 72},
-                              {1, 70, 300},   {300, 70, 200}, {100, 700, 64},
-                              {300, 70, 600}, {100, 700, 300}};
+  const int64_t sizes[][3] = {{2, 3, 4},      {17, 9, 13},    {96, 80, 72},   {1, 70, 300},
+                              {300, 70, 200}, {100, 700, 64}, {300, 70, 600}, {100, 700, 300}};
   for (auto [m, n, k] : sizes) {
     for (int layout = 0; layout < 4; ++layout) {
       const bool ta = layout & 1, tb = layout & 2;

@@ -99,11 +99,7 @@ TEST_CASE("csv: bad options and files", "[io][csv]") {
 }
 
 TEST_CASE("csv: every malformed file is refused with its line and column", "[io][csv][corpus]") {
-  struct Case {
-    const char* file;
-    std::vector<std::string> message;
-  };
-  const std::vector<Case> cases = {
+  const std::vector<tide::test::CorpusCase> cases = {
       {"empty_file", {"the file is empty"}},
       {"blank_lines_only", {"the file is empty"}},
       {"header_only", {"has a header (line 1) but no data rows"}},
@@ -120,24 +116,7 @@ TEST_CASE("csv: every malformed file is refused with its line and column", "[io]
       {"two_header_rows", {"line 2, column 1: 'c' is not a number"}},
       {"semicolon_separated", {"line 2, column 1: '3;4' is not a number"}},
   };
-  auto dir = tide::test::data_dir() / "corpus" / "csv";
-  for (const Case& c : cases) {
-    auto path = dir / (std::string(c.file) + ".csv");
-    DYNAMIC_SECTION(c.file) {
-      REQUIRE(std::filesystem::exists(path));
-      REQUIRE_THROWS_AS(tide::io::read_csv(path), tide::Error);
-      REQUIRE_THROWS_WITH(tide::io::read_csv(path),
-                          Catch::Contains("read_csv") && Catch::Contains(path.string()));
-      for (const std::string& part : c.message)
-        REQUIRE_THROWS_WITH(tide::io::read_csv(path), Catch::Contains(part));
-    }
-  }
-  size_t files = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    ++files;
-    std::string stem = e.path().stem().string();
-    INFO(stem);
-    REQUIRE(std::any_of(cases.begin(), cases.end(), [&](const Case& c) { return stem == c.file; }));
-  }
-  REQUIRE(files == cases.size());
+  tide::test::check_bad_corpus(
+      "csv", ".csv", "read_csv", cases,
+      [](const std::filesystem::path& path) { return tide::io::read_csv(path); });
 }

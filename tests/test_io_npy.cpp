@@ -221,11 +221,7 @@ TEST_CASE("npy: the header parser accepts every spelling of a valid literal", "[
 // ===========================================================================
 
 TEST_CASE("npy: every malformed file is refused with a precise message", "[io][npy][corpus]") {
-  struct Case {
-    const char* file;
-    std::vector<std::string> message;
-  };
-  const std::vector<Case> cases = {
+  const std::vector<tide::test::CorpusCase> cases = {
       {"empty_file", {"file has 0 bytes, too short"}},
       {"truncated_magic", {"file has 4 bytes"}},
       {"bad_magic", {"not an .npy file"}},
@@ -269,26 +265,9 @@ TEST_CASE("npy: every malformed file is refused with a precise message", "[io][n
       {"data_length_mismatch_extra_bytes",
        {"data length mismatch", "needs 24 bytes", "28 bytes follow the header"}},
   };
-  auto dir = tide::test::data_dir() / "corpus" / "npy";
-  for (const Case& c : cases) {
-    auto path = dir / (std::string(c.file) + ".npy");
-    DYNAMIC_SECTION(c.file) {
-      REQUIRE(std::filesystem::exists(path));
-      REQUIRE_THROWS_AS(tide::io::read_npy(path), tide::Error);
-      REQUIRE_THROWS_WITH(tide::io::read_npy(path),
-                          Catch::Contains("read_npy") && Catch::Contains(path.string()));
-      for (const std::string& part : c.message)
-        REQUIRE_THROWS_WITH(tide::io::read_npy(path), Catch::Contains(part));
-    }
-  }
-  size_t files = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    ++files;
-    std::string stem = e.path().stem().string();
-    INFO(stem);
-    REQUIRE(std::any_of(cases.begin(), cases.end(), [&](const Case& c) { return stem == c.file; }));
-  }
-  REQUIRE(files == cases.size());
+  tide::test::check_bad_corpus(
+      "npy", ".npy", "read_npy", cases,
+      [](const std::filesystem::path& path) { return tide::io::read_npy(path); });
 }
 
 TEST_CASE("npy: bad writes throw tide::Error and leave nothing behind", "[io][npy]") {

@@ -472,11 +472,7 @@ TEST_CASE("safetensors: writing floats as F16 or BF16", "[io][safetensors][half]
 
 TEST_CASE("safetensors: every malformed file is refused with a precise message",
           "[io][safetensors][corpus]") {
-  struct Case {
-    const char* file;
-    std::vector<std::string> message;  // substrings the error must contain
-  };
-  const std::vector<Case> cases = {
+  const std::vector<tide::test::CorpusCase> cases = {
       {"empty_file", {"file has 0 bytes, fewer than the 8-byte"}},
       {"too_short_5_bytes", {"file has 5 bytes"}},
       {"header_length_u64_max", {"header length 18446744073709551615", "exceeds the limit"}},
@@ -536,27 +532,9 @@ TEST_CASE("safetensors: every malformed file is refused with a precise message",
        {"__metadata__['epoch'] must be a string, got a non-negative integer (3)"}},
       {"metadata_value_nested_object", {"__metadata__['k'] must be a string, got object"}},
   };
-  auto dir = tide::test::data_dir() / "corpus" / "safetensors";
-  for (const Case& c : cases) {
-    auto path = dir / (std::string(c.file) + ".safetensors");
-    DYNAMIC_SECTION(c.file) {
-      REQUIRE(std::filesystem::exists(path));
-      REQUIRE_THROWS_AS(tide::io::read_safetensors(path), tide::Error);
-      REQUIRE_THROWS_WITH(tide::io::read_safetensors(path),
-                          Catch::Contains("read_safetensors") && Catch::Contains(path.string()));
-      for (const std::string& part : c.message)
-        REQUIRE_THROWS_WITH(tide::io::read_safetensors(path), Catch::Contains(part));
-    }
-  }
-  // Every corpus file has a case here, so new files come with their message.
-  size_t files = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    ++files;
-    std::string stem = e.path().stem().string();
-    INFO(stem);
-    REQUIRE(std::any_of(cases.begin(), cases.end(), [&](const Case& c) { return stem == c.file; }));
-  }
-  REQUIRE(files == cases.size());
+  tide::test::check_bad_corpus(
+      "safetensors", ".safetensors", "read_safetensors", cases,
+      [](const std::filesystem::path& path) { return tide::io::read_safetensors(path); });
 }
 
 TEST_CASE("safetensors: offsets in messages are file offsets too", "[io][safetensors]") {

@@ -3,6 +3,9 @@
 
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +13,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "backends/types.h"  // tide::Error
 
 namespace tide::test {
 
@@ -61,6 +66,41 @@ inline void write_bytes(const std::filesystem::path& path, const std::string& by
 // The test data directory (tests/data), set by tests/CMakeLists.txt.
 inline std::filesystem::path data_dir() {
   return TIDE_TEST_DATA_DIR;
+}
+
+// One file of a bad-input corpus (tests/data/corpus/<format>/) and the parts
+// its error message must contain.
+struct CorpusCase {
+  const char* file;                  // the file name without its extension
+  std::vector<std::string> message;  // substrings the error must contain
+};
+
+// For every case, read(path) must throw tide::Error naming `op`, the file's
+// path and each part of the case's message; and every file in the corpus
+// folder must have a case, so new files come with their message.
+template <typename Read>
+void check_bad_corpus(const std::string& format, const std::string& extension,
+                      const std::string& op, const std::vector<CorpusCase>& cases, Read read) {
+  const std::filesystem::path dir = data_dir() / "corpus" / format;
+  for (const CorpusCase& c : cases) {
+    const std::filesystem::path path = dir / (std::string(c.file) + extension);
+    DYNAMIC_SECTION(c.file) {
+      REQUIRE(std::filesystem::exists(path));
+      REQUIRE_THROWS_AS(read(path), tide::Error);
+      REQUIRE_THROWS_WITH(read(path), Catch::Contains(op) && Catch::Contains(path.string()));
+      for (const std::string& part : c.message)
+        REQUIRE_THROWS_WITH(read(path), Catch::Contains(part));
+    }
+  }
+  size_t files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    ++files;
+    const std::string stem = entry.path().stem().string();
+    INFO(stem);
+    REQUIRE(std::any_of(cases.begin(), cases.end(),
+                        [&](const CorpusCase& c) { return stem == c.file; }));
+  }
+  REQUIRE(files == cases.size());
 }
 
 }  // namespace tide::test

@@ -5,8 +5,11 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <string>
 
 namespace tide::cpu {
 
@@ -27,9 +30,47 @@ size_t physical_memory_bytes() {
   return bytes;
 }
 
+// A number from a one-line file such as /sys/fs/cgroup/memory.max; false if
+// the file is missing or holds something else ("max").
+bool read_number_file(const char* path, size_t& value) {
+  std::ifstream file(path);
+  unsigned long long number = 0;
+  if (!(file >> number)) return false;
+  value = static_cast<size_t>(number);
+  return true;
+}
+
+// Memory the kernel can still give this process: MemAvailable plus free
+// swap (/proc/meminfo), and no more than its cgroup's limit leaves. SIZE_MAX
+// where the system does not say.
+size_t available_memory_bytes() {
+  size_t available = SIZE_MAX;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string line;
+  size_t mem = 0, swap = 0;
+  bool found = false;
+  while (std::getline(meminfo, line)) {
+    unsigned long long kib = 0;
+    if (std::sscanf(line.c_str(), "MemAvailable: %llu kB", &kib) == 1) {
+      mem = static_cast<size_t>(kib) * 1024;
+      found = true;
+    } else if (std::sscanf(line.c_str(), "SwapFree: %llu kB", &kib) == 1) {
+      swap = static_cast<size_t>(kib) * 1024;
+    }
+  }
+  if (found) available = mem + swap;
+  size_t limit = 0, current = 0;
+  if (read_number_file("/sys/fs/cgroup/memory.max", limit) &&
+      read_number_file("/sys/fs/cgroup/memory.current", current))
+    available = std::min(available, limit > current ? limit - current : 0);
+  return available;
+}
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
 [[noreturn]] void fail_allocation(size_t nbytes) {
   fail("allocate: cannot allocate {} bytes ({:.2f} GiB) on cpu", nbytes,
-       static_cast<double>(nbytes) / (1024.0 * 1024.0 * 1024.0));
+       static_cast<double>(nbytes) / kGiB);
 }
 
 // Size classes of the large-block cache: requests of kLargeBlock bytes or more
@@ -82,7 +123,22 @@ void* CpuBackend::allocate(size_t nbytes) {
         bytes_cached_ -= size;
       }
     }
-    if (block == nullptr) block = malloc_aligned(size);
+    if (block == nullptr) {
+      // Linux overcommits: a request the machine cannot back would "succeed"
+      // and the process be killed later, when the pages are touched. So
+      // large requests are checked against the memory still available, after
+      // giving this allocator's cached blocks back if they are in the way.
+      if (size >= kCheckAvailableBytes && size > available_memory_bytes()) {
+        empty_cache();
+        const size_t available = available_memory_bytes();
+        if (size > available)
+          fail(
+              "allocate: cannot allocate {} bytes ({:.2f} GiB) on cpu: {:.2f} GiB of memory "
+              "available",
+              nbytes, static_cast<double>(nbytes) / kGiB, static_cast<double>(available) / kGiB);
+      }
+      block = malloc_aligned(size);
+    }
   } else {
     block = malloc_aligned(nbytes);
   }

@@ -40,6 +40,9 @@ class CpuBackend final : public Backend {
   // kMaxCachedBytes in total.
   static constexpr size_t kLargeBlock = size_t{32} << 10;
   static constexpr size_t kMaxCachedBytes = size_t{512} << 20;
+  // Requests of at least this many bytes that the cache cannot serve are
+  // refused when the system has less memory available (see allocate()).
+  static constexpr size_t kCheckAvailableBytes = size_t{64} << 20;
   void copy_to_host(void* host_dst, const void* src, size_t nbytes) override;
   void copy_from_host(void* dst, const void* host_src, size_t nbytes) override;
 

@@ -3,8 +3,8 @@
 // eltwise_gelu_erf, ...), so a port only touches the descriptor code here.
 #include "backends/cpu/onednn.h"
 
-#include <oneapi/dnnl/dnnl.hpp>
 #include <omp.h>
+#include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
 #include <array>
