@@ -6,6 +6,8 @@
 #include <chrono>
 #include <mutex>
 #include <set>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -100,6 +102,46 @@ TEST_CASE("nested jobs and concurrent callers run inline and finish", "[threads]
     }
     for (auto& c : callers) c.join();
     for (int64_t s : sums) CHECK(s == 200 * (16 * 17 / 2));
+  }
+}
+
+TEST_CASE("an exception in a task reaches the caller after the job, and the pool goes on",
+          "[threads]") {
+  for (int threads : {1, 2, 3}) {
+    ThreadCount guard(threads);
+    INFO(threads << " threads");
+    for (int64_t thrower : {0, 1, 5}) {
+      INFO("task " << thrower << " throws");
+      std::atomic<int> running{0}, finished{0};
+      try {
+        run_tasks(8, [&, thrower](int64_t i, int64_t) {
+          running.fetch_add(1);
+          if (i == thrower) {
+            running.fetch_sub(1);
+            throw std::runtime_error("task " + std::to_string(i) + " failed");
+          }
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+          finished.fetch_add(1);
+          running.fetch_sub(1);
+        });
+        FAIL("expected the task's exception");
+      } catch (const std::runtime_error& e) {
+        CHECK(std::string(e.what()) == "task " + std::to_string(thrower) + " failed");
+      }
+      // Nothing still runs once the exception has arrived.
+      CHECK(running.load() == 0);
+      CHECK(finished.load() <= 7);
+    }
+    // Two tasks throwing: one exception arrives.
+    CHECK_THROWS_WITH(run_tasks(4,
+                                [](int64_t i, int64_t) {
+                                  if (i >= 2) throw std::runtime_error("late task failed");
+                                }),
+                      "late task failed");
+    // The pool still runs whole jobs afterwards.
+    std::vector<std::atomic<int>> runs(64);
+    run_tasks(64, [&runs](int64_t i, int64_t) { runs[i].fetch_add(1); });
+    for (auto& r : runs) REQUIRE(r.load() == 1);
   }
 }
 

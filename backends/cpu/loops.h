@@ -52,7 +52,7 @@ inline int64_t chunk_count(int64_t n, int64_t grain) {
 }
 
 // Runs fn(chunk, begin, end) for each chunk of [0, n), one chunk per thread
-// of Tide's pool (at least `grain` elements each). fn must not throw.
+// of Tide's pool (at least `grain` elements each). Exceptions: see run_tasks.
 template <typename Fn>
 void parallel_chunks(int64_t n, int64_t grain, Fn&& fn) {
   const int64_t chunks = chunk_count(n, grain);

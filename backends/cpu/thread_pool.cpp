@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -65,6 +66,8 @@ class ThreadPool {
     if (busy_.exchange(true, std::memory_order_acquire)) return false;
     start_workers(std::min<int64_t>(tasks, get_num_threads()) - 1);
     job_ = job;
+    error_ = nullptr;
+    failed_.store(false, std::memory_order_relaxed);
     finished_.store(0, std::memory_order_relaxed);
     const uint32_t generation = ++generation_;
     word_.store(JobWord::make(generation, tasks), std::memory_order_seq_cst);
@@ -79,17 +82,20 @@ class ThreadPool {
     // The caller counts its own tasks here and workers theirs in finished_,
     // so that the common ending (a worker has just finished the last task)
     // costs the caller one cache-line transfer, not two.
-    job_.call(job_.closure, 0, tasks);
+    call_task(0, tasks);
     int64_t done_here = 1, task;
     while (done_here + finished_.load(std::memory_order_acquire) < tasks &&
            claim(generation, task)) {
-      job_.call(job_.closure, task, tasks);
+      call_task(task, tasks);
       ++done_here;
     }
     t_inside_job = false;
     // Every task is claimed; wait for the ones workers are still running.
     while (done_here + finished_.load(std::memory_order_acquire) < tasks) cpu_relax();
+    // Every task has finished (workers wrote error_ before counting theirs).
+    std::exception_ptr error = std::move(error_);
     busy_.store(false, std::memory_order_release);
+    if (error) std::rethrow_exception(error);
     return true;
   }
 
@@ -116,9 +122,20 @@ class ThreadPool {
     }
   }
 
+  // Runs one task. An exception must not escape a worker (std::terminate)
+  // nor leave the caller's frame while workers still use its closure, so the
+  // first one is kept for the caller to rethrow once every task has finished.
+  void call_task(int64_t task, int64_t tasks) noexcept {
+    try {
+      job_.call(job_.closure, task, tasks);
+    } catch (...) {
+      if (!failed_.exchange(true, std::memory_order_relaxed)) error_ = std::current_exception();
+    }
+  }
+
   // A worker's task: counted in finished_ when done.
   void run_task(int64_t task, int64_t tasks) {
-    job_.call(job_.closure, task, tasks);
+    call_task(task, tasks);
     finished_.fetch_add(1, std::memory_order_release);
   }
 
@@ -176,6 +193,8 @@ class ThreadPool {
   alignas(64) std::atomic<uint64_t> word_{0};
   detail::Job job_{};
   alignas(64) std::atomic<int64_t> finished_{0};
+  std::atomic<bool> failed_{false};  // a task threw: error_ holds the first exception
+  std::exception_ptr error_;
   alignas(64) std::atomic<bool> busy_{false};
   uint32_t generation_ = 0;  // written only by the thread holding busy_
   std::atomic<int> sleepers_{0};

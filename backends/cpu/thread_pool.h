@@ -49,9 +49,11 @@ void run_job(int64_t tasks, const Job& job);
 // Runs task(i, tasks) for every i in [0, tasks) on the calling thread and up to
 // get_num_threads() - 1 workers, and returns when all have run. Called from
 // inside a task, or while another application thread's job holds the pool,
-// the tasks run one after another on the calling thread. task must not throw
-// and must not wait for another task (they may all run on the caller);
-// capturing by value (small closures) lets workers start sooner.
+// the tasks run one after another on the calling thread. If a task throws,
+// run_tasks rethrows that exception (the first, if several throw) on the
+// caller once no task is running any more; tasks not yet started may or may
+// not run. task must not wait for another task (they may all run on the
+// caller); capturing by value (small closures) lets workers start sooner.
 template <typename Fn>
 void run_tasks(int64_t tasks, const Fn& task) {
   detail::Job job;
