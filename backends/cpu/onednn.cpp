@@ -478,6 +478,48 @@ PlanPtr matmul_plan(const Operand& a, const Operand& b, const Operand& dst, bool
   });
 }
 
+// How try_matmul cuts a product (batches of [m, k] @ [k, n]) into chunks, one
+// primitive each. oneDNN rounds a product differently for different shapes
+// when K is long (its blocking over K follows M and N). Up to
+// kMatmulSplitExactK every cut of rows or columns gives the full product's
+// bits, so the work is cut one chunk per thread; above it the chunks are cut
+// by shape alone, never by thread count: about kMatmulChunkWork multiply-adds
+// each, as rows (at least a quarter of M, as oneDNN's kernels lose 16% at
+// 1024^3 in chunks of 64 rows, and between kMatmulChunkRows and 8x that) or,
+// with fewer than 2 * kMatmulChunkRows rows, kMatmulChunkCols columns.
+struct MatmulCut {
+  bool rows;        // cut rows (else columns)
+  int64_t extent;   // what is cut: m or n
+  bool per_thread;  // one chunk per thread, each at least `grain` long
+  int64_t grain;
+  int64_t size;    // else chunks of `size` (the last one shorter)
+  int64_t wanted;  // how many chunks the work asks for
+};
+
+MatmulCut cut_matmul(int64_t m, int64_t n, int64_t k, int64_t batches) {
+  // Narrow products (N or K of a few) are bound by reading a and writing
+  // dst, so that traffic counts as work too.
+  const double macs = double(m) * double(n) * double(k);
+  const double traffic = 16.0 * (double(m) * double(k) + double(m) * double(n));
+  const double work = std::max(macs, traffic) * double(batches);
+  MatmulCut cut;
+  cut.rows = m >= 2 * kMatmulChunkRows || n < 2 * kMatmulChunkCols;
+  cut.extent = cut.rows ? m : n;
+  cut.per_thread = k <= kMatmulSplitExactK;
+  cut.grain = std::max<int64_t>(
+      16, static_cast<int64_t>(
+              std::ceil(double(kMatmulSplitWork) * double(cut.extent) / std::max(work, 1.0))));
+  cut.wanted = static_cast<int64_t>(std::min(work / double(kMatmulChunkWork), 1e6));
+  cut.size = cut.extent;
+  if (cut.wanted >= 2 && cut.rows) {
+    const int64_t rows = std::max((m + cut.wanted - 1) / cut.wanted, m / 4);
+    cut.size = std::clamp((rows + 15) / 16 * 16, kMatmulChunkRows, 8 * kMatmulChunkRows);
+  } else if (cut.wanted >= 2) {
+    cut.size = kMatmulChunkCols;
+  }
+  return cut;
+}
+
 }  // namespace
 
 bool try_matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, const ArrayView& bias,
@@ -513,48 +555,23 @@ bool try_matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, co
                  {DNNL_ARG_DST, dst.ptr<float>() + dst_off}});
     }
   };
-  // oneDNN rounds a product differently for different shapes when K is long
-  // (its blocking over K follows M and N). Up to kMatmulSplitExactK every cut
-  // of rows or columns gives the full product's bits, so the work is cut one
-  // chunk per thread; above it the chunks are cut by shape alone, never by
-  // thread count: about kMatmulChunkWork multiply-adds each, as rows (at least
-  // a quarter of M, as oneDNN's kernels lose 16% at 1024^3 in chunks of 64
-  // rows, and between kMatmulChunkRows and 8x that) or, with fewer than
-  // 2 * kMatmulChunkRows rows, kMatmulChunkCols columns. Narrow products
-  // (N or K of a few) are bound by reading a and writing dst, so that traffic
-  // counts as work too.
-  const double macs = double(m) * double(n) * double(k);
-  const double traffic = 16.0 * (double(m) * double(k) + double(m) * double(n));
-  const double work = std::max(macs, traffic) * double(batches.numel);
-  const bool any_cut_exact = k <= kMatmulSplitExactK;
-  const int64_t wanted = static_cast<int64_t>(std::min(work / double(kMatmulChunkWork), 1e6));
-  const bool cut_rows = m >= 2 * kMatmulChunkRows || n < 2 * kMatmulChunkCols;
-  const int64_t extent = cut_rows ? m : n;
-  int64_t chunk_size = extent;
-  if (wanted >= 2 && cut_rows) {
-    const int64_t rows = std::max((m + wanted - 1) / wanted, m / 4);
-    chunk_size = std::clamp((rows + 15) / 16 * 16, kMatmulChunkRows, 8 * kMatmulChunkRows);
-  } else if (wanted >= 2) {
-    chunk_size = kMatmulChunkCols;
-  }
+  const MatmulCut cut = cut_matmul(m, n, k, batches.numel);
 
   // One batched primitive per chunk when oneDNN accepts the batch strides...
   const LoopPlan<3> none;
   ChunkedJob job;
   auto build = [&](int64_t chunk, int64_t begin, int64_t end) {
-    const int64_t rows = cut_rows ? end - begin : m;
-    const int64_t cols = cut_rows ? n : end - begin;
+    const int64_t rows = cut.rows ? end - begin : m;
+    const int64_t cols = cut.rows ? n : end - begin;
     return matmul_plan(make_operand(batches, 1, rows, k, a_row, a_col),
                        make_operand(batches, 2, k, cols, b_row, b_col),
                        make_operand(batches, 0, rows, cols, n, 1), has_bias, epilogue, chunk);
   };
-  const int64_t exact_grain = static_cast<int64_t>(
-      std::ceil(double(kMatmulSplitWork) * double(extent) / std::max(work, 1.0)));
-  const bool batched = any_cut_exact ? job.plan(extent, std::max<int64_t>(exact_grain, 16), build)
-                                     : job.plan_fixed(extent, chunk_size, build);
+  const bool batched = cut.per_thread ? job.plan(cut.extent, cut.grain, build)
+                                      : job.plan_fixed(cut.extent, cut.size, build);
   if (batched) {
     job.run([&](Plan& plan, int64_t begin, int64_t end) {
-      if (cut_rows) {
+      if (cut.rows) {
         run_at(plan, begin * n, begin * a_row, 0, 0);
       } else {
         run_at(plan, begin, 0, begin * b_col, begin);
@@ -565,8 +582,8 @@ bool try_matmul(const ArrayView& dst, const ArrayView& a, const ArrayView& b, co
   if (batches.rank == 0) return false;
   // ...else one 2-D primitive per matrix, the chunks cutting the batch.
   const int64_t per_chunk =
-      wanted >= 2 ? std::max<int64_t>(1, kMatmulChunkWork / std::max<int64_t>(1, m * n * k))
-                  : batches.numel;
+      cut.wanted >= 2 ? std::max<int64_t>(1, kMatmulChunkWork / std::max<int64_t>(1, m * n * k))
+                      : batches.numel;
   if (!job.plan_fixed(batches.numel, per_chunk, [&](int64_t chunk, int64_t, int64_t) {
         return matmul_plan(make_operand(none, 1, m, k, a_row, a_col),
                            make_operand(none, 2, k, n, b_row, b_col),
