@@ -51,23 +51,6 @@ inline int64_t chunk_count(int64_t n, int64_t grain) {
   return std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), by_size));
 }
 
-// Runs fn(chunk, begin, end) for each chunk of [0, n), one chunk per thread
-// of Tide's pool (at least `grain` elements each). Exceptions: see run_tasks.
-template <typename Fn>
-void parallel_chunks(int64_t n, int64_t grain, Fn&& fn) {
-  const int64_t chunks = chunk_count(n, grain);
-  if (chunks == 1) {
-    fn(int64_t{0}, int64_t{0}, n);
-    return;
-  }
-  // By value: see run_tasks.
-  run_tasks(chunks, [n, fn](int64_t i, int64_t chunks) {
-    int64_t begin, end;
-    chunk_range(n, chunks, i, begin, end);
-    fn(i, begin, end);
-  });
-}
-
 // Runs fn(begin, end) over [0, n) in contiguous chunks, one per thread, each
 // at least `grain` elements. The caller's chunk (the first) is grain / 4
 // longer than the others: the caller starts at once, while a worker starts

@@ -182,7 +182,7 @@ void* thread_scratchpad(size_t bytes) {
 
 // Points the plan's arguments at the given buffers and runs it on this thread
 // alone: callers that want several threads cut the work into chunks, one
-// primitive per chunk, on Tide's pool (parallel_chunks in loops.h).
+// primitive per chunk, on Tide's pool (ChunkedJob below).
 void run(Plan& plan, std::initializer_list<std::pair<int, const void*>> buffers) {
   std::lock_guard<std::mutex> lock(plan.mutex);
   for (const auto& [id, data] : buffers) plan.args.at(id).set_data_handle(const_cast<void*>(data));
@@ -196,7 +196,7 @@ void run(Plan& plan, std::initializer_list<std::pair<int, const void*>> buffers)
 }
 
 // A job cut into chunks of [0, n), one per thread of Tide's pool (each at
-// least `grain` long; see parallel_chunks in loops.h), with a plan per chunk.
+// least `grain` long; see chunk_count in loops.h), with a plan per chunk.
 // The chunk index is part of each plan's key, so two chunks never wait on one
 // plan's mutex. Every plan is built before any chunk runs: if oneDNN declines
 // one, nothing has been written and the caller's loops take over.
