@@ -3,7 +3,6 @@
 // eltwise_gelu_erf, ...), so a port only touches the descriptor code here.
 #include "backends/cpu/onednn.h"
 
-#include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
